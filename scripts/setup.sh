@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Install what a fresh Debian 12 machine with only Node and npm lacks for running and testing nagare.
+# Idempotent: apt is touched only when a package is missing; npm ci runs only when package-lock.json changed
+# since the last successful run of this script (stamp in node_modules/), because npm ci deletes node_modules
+# first. NAGARE_SETUP_FORCE_NPM=1 forces it.
+#
+#   systemd                 journalctl (the journald source's reader and the tests' oracle) and
+#                           systemd-socket-activate (tests start systemd-journal-gatewayd on a chosen port with it;
+#                           gatewayd has no port option)
+#   systemd-journal-remote  systemd-journal-remote (builds real journal files in tests), systemd-journal-gatewayd
+#   librdkafka-dev gcc make pkg-config
+#                           the Kafka mock-cluster harness in test/ is built against rdkafka_mock.h
+#   kcat                    reads Kafka topics back in tests
+#   (and ShellCheck)        lints scripts/*.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck)
+
+step() { printf '==> %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+is_installed() {
+  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  die "this script needs a Debian-based system (dpkg-query and apt-get not found)"
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  is_installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  step "system packages: all present (${PACKAGES[*]})"
+else
+  SUDO=()
+  if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null 2>&1 ||
+      die "need root to install ${missing[*]}: run as root, or install sudo"
+    SUDO=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  log="$(mktemp)"
+  trap 'rm -f "$log"' EXIT
+  step "apt-get update"
+  "${SUDO[@]}" apt-get update -qq >"$log" 2>&1 || { cat "$log" >&2; die "apt-get update failed"; }
+  step "apt-get install ${missing[*]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    >"$log" 2>&1 || { cat "$log" >&2; die "apt-get install ${missing[*]} failed"; }
+fi
+
+cd "$ROOT"
+command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js and npm first"
+stamp_file="node_modules/.nagare-setup-stamp"
+if [[ -f package-lock.json ]]; then
+  stamp="$(sha256sum package.json package-lock.json | sha256sum | cut -d' ' -f1)"
+  if [[ "${NAGARE_SETUP_FORCE_NPM:-0}" != 1 && -x node_modules/.bin/bun && -f "$stamp_file" &&
+        "$(cat "$stamp_file")" == "$stamp" ]]; then
+    step "npm ci: node_modules already matches package-lock.json (skipped)"
+  else
+    step "npm ci"
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+    printf '%s\n' "$stamp" >"$stamp_file"
+  fi
+else
+  step "npm install (no package-lock.json)"
+  npm install --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+step "verify tools"
+problems=()
+for f in /lib/systemd/systemd-journal-remote /lib/systemd/systemd-journal-gatewayd; do
+  [[ -x "$f" ]] || problems+=("$f is missing (package systemd-journal-remote)")
+done
+for c in journalctl systemd-socket-activate; do
+  command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing (package systemd)")
+done
+for c in kcat gcc make pkg-config shellcheck; do
+  command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing")
+done
+pkg-config --exists rdkafka 2>/dev/null || problems+=("pkg-config cannot find rdkafka (package librdkafka-dev)")
+if [[ ! -x "$ROOT/node_modules/.bin/bun" ]]; then
+  problems+=("node_modules/.bin/bun is missing (npm package bun, a devDependency)")
+elif ! "$ROOT/node_modules/.bin/bun" --version >/dev/null 2>&1; then
+  problems+=("node_modules/.bin/bun does not run")
+fi
+if ((${#problems[@]} > 0)); then
+  printf 'setup: %s\n' "${problems[@]}" >&2
+  exit 1
+fi
+step "ready: bun $("$ROOT/node_modules/.bin/bun" --version), $(journalctl --version | head -n1)"

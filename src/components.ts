@@ -1,0 +1,23 @@
+/** The one place that knows every component type: config → running source or sink. */
+import type { Sink, Source } from "./core/component.ts";
+import type { SinkConfig, SourceConfig } from "./config/schema.ts";
+import { JournaldSource } from "./sources/journald/source.ts";
+import { ConsoleSink } from "./sinks/console/sink.ts";
+import { FileSink } from "./sinks/file/sink.ts";
+import type { Logger } from "./observe/log.ts";
+
+export function buildSource(name: string, config: SourceConfig): Source {
+  switch (config.type) {
+    case "journald":
+      return new JournaldSource(name, config);
+  }
+}
+
+export function buildSink(name: string, config: SinkConfig, log: Logger): Sink {
+  switch (config.type) {
+    case "console":
+      return new ConsoleSink(name, config);
+    case "file":
+      return new FileSink(name, config, log.child({ component: name }));
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Checks of a valid config against the machine it is validated on: files that must exist or be writable,
+ * programs that must be on PATH. `nagare validate` reports them as problems; `nagare run` only warns, since a
+ * missing file may appear later and the agent retries.
+ */
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Config } from "./schema.ts";
+
+export function environmentProblems(config: Config): string[] {
+  const problems: string[] = [];
+  const check = (path: string, key: string, mode: number, what: string) => {
+    try {
+      accessSync(path, mode);
+    } catch (err) {
+      problems.push(`${key}: ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? "inaccessible"})`);
+    }
+  };
+  const nearestExisting = (path: string): string => (existsSync(path) || dirname(path) === path ? path : nearestExisting(dirname(path)));
+  check(nearestExisting(config.data_dir), "data_dir", constants.W_OK, "cannot write to");
+  for (const [name, source] of Object.entries(config.sources)) {
+    const at = `sources.${name}`;
+    if (source.type !== "journald") continue;
+    if (source.file !== undefined) check(source.file, `${at}.file`, constants.R_OK, "cannot read");
+    else if (source.url === undefined) {
+      if (Bun.which(source.journalctl) === null) problems.push(`${at}.journalctl: program ${source.journalctl} not found on PATH`);
+      if (source.directory !== undefined) {
+        check(source.directory, `${at}.directory`, constants.R_OK | constants.X_OK, "cannot read the directory");
+        if (existsSync(source.directory) && !statSync(source.directory).isDirectory()) problems.push(`${at}.directory: ${source.directory} is not a directory`);
+      }
+    }
+  }
+  for (const [name, sink] of Object.entries(config.sinks)) {
+    if (sink.type === "file") {
+      const target = existsSync(sink.path) ? sink.path : dirname(sink.path);
+      check(target, `sinks.${name}.path`, constants.W_OK, "cannot write to");
+    }
+  }
+  return problems;
+}

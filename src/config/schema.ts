@@ -1,0 +1,82 @@
+/**
+ * The configuration schema: the one source of truth for keys, types, defaults and descriptions.
+ * Each component owns its schema in its own folder; this file composes them.
+ */
+import { z } from "zod";
+import { componentName, duration, size } from "./types.ts";
+import { journaldSourceConfig } from "../sources/journald/config.ts";
+import { consoleSinkConfig } from "../sinks/console/config.ts";
+import { fileSinkConfig } from "../sinks/file/config.ts";
+
+export const sourceConfig = z.discriminatedUnion("type", [journaldSourceConfig]);
+export const sinkConfig = z.discriminatedUnion("type", [consoleSinkConfig, fileSinkConfig]);
+
+export const SOURCE_TYPES = ["journald"] as const;
+export const SINK_TYPES = ["console", "file"] as const;
+
+const bufferConfig = z
+  .strictObject({
+    max_bytes: size("Bytes of records held between reading and acknowledgement; readers pause at this limit.", "64MiB"),
+    batch_max_bytes: size("A batch is sent when it holds this many bytes.", "1MiB"),
+    batch_max_records: z.number().int().min(1).default(2000).describe("A batch is sent when it holds this many records."),
+    batch_timeout: duration("A batch that is not full is sent this long after its first record.", "200ms"),
+  })
+  .prefault({} as never)
+  .describe("The memory-bounded window between sources and sinks.");
+
+export const configSchema = z
+  .strictObject({
+    data_dir: z.string().min(1).default("/var/lib/nagare").describe("Directory for checkpoints and dead letters."),
+    buffer: bufferConfig,
+    checkpoint_interval: duration("How often acknowledged positions are saved.", "1s"),
+    shutdown_timeout: duration("On SIGTERM, how long to wait for outstanding acknowledgements.", "30s"),
+    log: z
+      .strictObject({
+        level: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Lowest level of the agent's own log."),
+      })
+      .prefault({} as never)
+      .describe("The agent's own log: JSON lines on stderr."),
+    sources: z
+      .record(componentName, sourceConfig)
+      .refine((s) => Object.keys(s).length > 0, "at least one source is needed")
+      .describe("Named sources."),
+    sinks: z
+      .record(componentName, sinkConfig)
+      .refine((s) => Object.keys(s).length > 0, "at least one sink is needed")
+      .describe("Named sinks; each names its `inputs`."),
+  })
+  .check((ctx) => {
+    const { sources, sinks, buffer } = ctx.value;
+    const read = new Set<string>();
+    for (const [sinkName, sink] of Object.entries(sinks)) {
+      sink.inputs.forEach((input, i) => {
+        read.add(input);
+        if (!(input in sources)) {
+          const known = Object.keys(sources).join(", ");
+          ctx.issues.push({
+            code: "custom",
+            input,
+            path: ["sinks", sinkName, "inputs", i],
+            message: `unknown source "${input}" (sources: ${known})`,
+          });
+        }
+      });
+    }
+    for (const name of Object.keys(sources)) {
+      if (!read.has(name)) {
+        ctx.issues.push({ code: "custom", input: name, path: ["sources", name], message: "no sink reads this source (add it to a sink's inputs)" });
+      }
+    }
+    if (buffer.batch_max_bytes > buffer.max_bytes) {
+      ctx.issues.push({
+        code: "custom",
+        input: buffer,
+        path: ["buffer", "batch_max_bytes"],
+        message: "must not be larger than buffer.max_bytes",
+      });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type SourceConfig = z.output<typeof sourceConfig>;
+export type SinkConfig = z.output<typeof sinkConfig>;

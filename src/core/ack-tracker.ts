@@ -1,0 +1,113 @@
+/**
+ * Turns acknowledgements, which may arrive in any order, into a contiguous watermark per stream: the position
+ * of the last record such that it and every record before it in the same stream are done. Checkpoints are
+ * taken from these watermarks, never from what was merely read.
+ */
+import type { Batch } from "./batch.ts";
+
+/** One batch's last position in one stream, waiting for that batch to be done. */
+interface Mark {
+  position: unknown;
+  done: boolean;
+}
+
+class StreamMarks {
+  items: Mark[] = [];
+  head = 0;
+  watermark: unknown = undefined;
+
+  /** Pops done marks off the front; true when the watermark moved. */
+  advance(): boolean {
+    let moved = false;
+    while (this.head < this.items.length) {
+      const mark = this.items[this.head] as Mark;
+      if (!mark.done) break;
+      this.watermark = mark.position;
+      this.head++;
+      moved = true;
+    }
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return moved;
+  }
+
+  get pending(): number {
+    return this.items.length - this.head;
+  }
+}
+
+interface BatchMarks {
+  streams: StreamMarks[];
+  marks: Mark[];
+}
+
+export class AckTracker {
+  private readonly streams = new Map<string, StreamMarks>();
+  private changed = false;
+  private outstanding = 0;
+
+  /** Records the batch's last position in each stream it touches, in read order. Call when sealing. */
+  register(batch: Batch): void {
+    const streams: StreamMarks[] = [];
+    const marks: Mark[] = [];
+    const records = batch.records;
+    // Walk backwards: the first record seen per stream is that stream's last position in the batch.
+    for (let i = records.length - 1; i >= 0; i--) {
+      const record = records[i]!;
+      let stream = this.streams.get(record.stream);
+      if (stream === undefined) {
+        stream = new StreamMarks();
+        this.streams.set(record.stream, stream);
+      }
+      if (streams.includes(stream)) continue;
+      const mark: Mark = { position: record.position, done: false };
+      stream.items.push(mark);
+      streams.push(stream);
+      marks.push(mark);
+    }
+    batch.marks = { streams, marks } satisfies BatchMarks;
+    this.outstanding++;
+  }
+
+  /** The batch is done (every sink settled it); move the watermarks it unblocks. */
+  complete(batch: Batch): void {
+    const { streams, marks } = batch.marks as BatchMarks;
+    for (const mark of marks) mark.done = true;
+    for (const stream of streams) {
+      if (stream.advance()) this.changed = true;
+    }
+    this.outstanding--;
+  }
+
+  /** Watermark per stream, for streams that have one. */
+  watermarks(): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    for (const [name, stream] of this.streams) if (stream.watermark !== undefined) out.set(name, stream.watermark);
+    return out;
+  }
+
+  /** True once after any watermark moved; the checkpoint writer uses it to skip unchanged sources. */
+  takeChanged(): boolean {
+    const changed = this.changed;
+    this.changed = false;
+    return changed;
+  }
+
+  /** A failed checkpoint write: make the next writer pass save this source again. */
+  markChanged(): void {
+    this.changed = true;
+  }
+
+  /** Batches registered but not yet done. */
+  get outstandingBatches(): number {
+    return this.outstanding;
+  }
+
+  /** Forgets streams with nothing pending (e.g. a container that went away), once their checkpoint is saved. */
+  forget(stream: string): void {
+    const marks = this.streams.get(stream);
+    if (marks !== undefined && marks.pending === 0) this.streams.delete(stream);
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The contracts between the pipeline and its components. Sources and sinks live in their own folders and
+ * implement these; the pipeline never knows which kind it runs.
+ */
+import type { Batch } from "./batch.ts";
+import type { LogRecord } from "./record.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
+
+export interface SourceContext {
+  /** The position saved for this source by an earlier run, or undefined on first start. */
+  readonly saved: unknown;
+  /** Hands one record to the pipeline. It counts against the buffer from now until it is done. */
+  emit(record: LogRecord): void;
+  /** Undefined when the source may keep reading; otherwise resolves when the buffer has room again. */
+  waitForRoom(): Promise<void> | undefined;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+export interface Source {
+  readonly name: string;
+  readonly type: string;
+  /**
+   * Reads until `stop()` is called, or until the input is exhausted for read-once sources. Failures of the
+   * underlying reader are handled inside (restart with backoff); a rejection is a bug.
+   */
+  run(ctx: SourceContext): Promise<void>;
+  /** Stops reading as soon as possible; `run` then resolves. */
+  stop(): void;
+  /**
+   * The JSON-serialisable position to save, given the acknowledged watermark of each stream, or undefined
+   * when there is nothing new to save.
+   */
+  checkpoint(watermarks: ReadonlyMap<string, unknown>): unknown;
+}
+
+/** A record the destination refused permanently; it goes to the dead-letter file and counts as done. */
+export interface RejectedRecord {
+  record: LogRecord;
+  reason: string;
+}
+
+export type SendResult =
+  /** The destination acknowledged the batch; `rejected` lists records it refused permanently, if any. */
+  | { status: "delivered"; rejected?: RejectedRecord[] }
+  /** Nothing (or not all) was acknowledged; the same batch is sent again after a backoff. */
+  | { status: "retry"; error: unknown }
+  /** The whole batch can never be delivered (e.g. every record over the size limit). */
+  | { status: "rejected"; reason: string };
+
+export interface Sink {
+  readonly name: string;
+  readonly type: string;
+  /**
+   * Sends one batch and resolves once the destination acknowledged it, or with why it did not. Never throws
+   * for destination errors; `signal` aborts a wait at shutdown (the result is then "retry").
+   */
+  send(batch: Batch, signal: AbortSignal): Promise<SendResult>;
+  /** Releases connections and file descriptors. */
+  close(): Promise<void>;
+}

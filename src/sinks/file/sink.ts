@@ -1,0 +1,82 @@
+/**
+ * Appends records as JSON lines to a file. The file is opened on first use (opening a fifo waits for its
+ * reader without blocking the agent) and reopened after an error. A batch is delivered once its bytes were
+ * written — and fsynced, with `fsync: true`. A partial last line left by an agent killed mid-write is cut off
+ * before appending: its record was not acknowledged, so it is written again whole.
+ */
+import { open, stat, type FileHandle } from "node:fs/promises";
+import { BatchWriter } from "../../core/batch-writer.ts";
+import type { Batch } from "../../core/batch.ts";
+import type { SendResult, Sink } from "../../core/component.ts";
+import { NagareError } from "../../core/errors.ts";
+import { encodeJsonLines } from "../../core/json.ts";
+import type { FileSinkConfig } from "./config.ts";
+import type { Logger } from "../../observe/log.ts";
+
+export class FileSink implements Sink {
+  readonly type = "file";
+  private readonly writer = new BatchWriter();
+  private file: FileHandle | undefined;
+  private readonly encode: (batch: Batch) => Buffer;
+
+  constructor(
+    readonly name: string,
+    private readonly config: FileSinkConfig,
+    private readonly log: Logger,
+  ) {
+    const idField = config.id_field;
+    this.encode = (batch) => Buffer.from(encodeJsonLines(batch.records, idField));
+  }
+
+  async send(batch: Batch): Promise<SendResult> {
+    try {
+      this.file ??= await this.open();
+      await this.writer.write(this.file.fd, batch, this.encode);
+      if (this.config.fsync) await this.file.sync();
+      return { status: "delivered" };
+    } catch (err) {
+      await this.close();
+      return { status: "retry", error: new NagareError("SINK_UNAVAILABLE", `cannot append to ${this.config.path}`, { cause: err, retryable: true }) };
+    }
+  }
+
+  private async open(): Promise<FileHandle> {
+    const path = this.config.path;
+    const st = await stat(path).catch(() => undefined);
+    if (st?.isFile() && st.size > 0) {
+      const removed = await cutTornLine(path, st.size);
+      if (removed > 0) this.log.warn(`Sink ${this.name} removed a partial last line of ${removed} bytes from ${path}, left by an interrupted write; its record is written again whole.`);
+    }
+    return open(path, "a", 0o640);
+  }
+
+  async close(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    await file?.close().catch(() => undefined);
+  }
+}
+
+/** Truncates a file after its last newline; returns the number of bytes removed. */
+async function cutTornLine(path: string, size: number): Promise<number> {
+  const file = await open(path, "r+");
+  try {
+    const chunk = Buffer.allocUnsafe(64 * 1024);
+    let end = size;
+    while (end > 0) {
+      const start = Math.max(0, end - chunk.length);
+      const { bytesRead } = await file.read(chunk, 0, end - start, start);
+      const nl = chunk.subarray(0, bytesRead).lastIndexOf(10);
+      if (nl >= 0) {
+        const keep = start + nl + 1;
+        if (keep < size) await file.truncate(keep);
+        return size - keep;
+      }
+      end = start;
+    }
+    await file.truncate(0);
+    return size;
+  } finally {
+    await file.close();
+  }
+}

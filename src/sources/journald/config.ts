@@ -1,0 +1,47 @@
+import { z } from "zod";
+import { size, duration } from "../../config/types.ts";
+
+export const journaldSourceConfig = z
+  .strictObject({
+    type: z.literal("journald"),
+    journalctl: z
+      .string()
+      .min(1)
+      .default("journalctl")
+      .describe("Program run as `journalctl -o export --all --follow --no-pager` (name on PATH or a path)."),
+    directory: z.string().min(1).optional().describe("Read journal files from this directory (`journalctl -D`)."),
+    matches: z
+      .array(z.string().regex(/^[A-Z0-9_]+=.*$|^\+$/, "a match is FIELD=value (or + for OR)"))
+      .default([])
+      .describe("journalctl matches such as `_SYSTEMD_UNIT=nginx.service`; `+` separates OR groups."),
+    url: z
+      .url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" })
+      .optional()
+      .describe("Read from systemd-journal-gatewayd at this base URL (e.g. http://host:19531) instead of journalctl."),
+    file: z.string().min(1).optional().describe("Read a saved export stream (`journalctl -o export` output) once."),
+    start_at: z
+      .enum(["head", "tail"])
+      .default("tail")
+      .describe("Where to start when there is no saved position: the oldest entry or only new entries."),
+    max_field_bytes: size("A longer field value is cut to this size and the entry marked `_nagare_truncated`.", "2MiB"),
+    max_entry_bytes: size("Fields beyond this many bytes in one entry are dropped and the entry marked truncated.", "4MiB"),
+    restart_backoff_max: duration("Longest wait between restarts of a failed journalctl or gateway connection.", "30s"),
+    connect_timeout: duration("How long to wait for the gateway to answer a request.", "10s"),
+  })
+  .check((ctx) => {
+    const c = ctx.value;
+    if (c.url !== undefined && c.file !== undefined) {
+      ctx.issues.push({ code: "custom", input: c, path: ["url"], message: "set either `url` or `file`, not both" });
+    }
+    if ((c.url !== undefined || c.file !== undefined) && (c.directory !== undefined || c.matches.length > 0)) {
+      ctx.issues.push({
+        code: "custom",
+        input: c,
+        path: [c.directory !== undefined ? "directory" : "matches"],
+        message: "only applies when reading through journalctl (no `url` or `file`)",
+      });
+    }
+  })
+  .describe("Reads the systemd journal in the journal export format.");
+
+export type JournaldSourceConfig = z.output<typeof journaldSourceConfig>;

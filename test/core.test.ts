@@ -1,0 +1,159 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AckTracker } from "../src/core/ack-tracker.ts";
+import { Batch } from "../src/core/batch.ts";
+import { Batcher } from "../src/core/batcher.ts";
+import { MemoryBuffer } from "../src/core/buffer.ts";
+import { CheckpointStore } from "../src/core/checkpoint-store.ts";
+import { encodeFieldsJson } from "../src/core/json.ts";
+import { Backoff } from "../src/core/backoff.ts";
+import type { LogRecord } from "../src/core/record.ts";
+
+function record(stream: string, position: unknown, size = 10): LogRecord {
+  return { timeSec: 0, timeNsec: 0, fields: { MESSAGE: String(position) }, binaryFields: undefined, source: "s", stream, id: String(position), size, position };
+}
+
+let seq = 0;
+function batch(records: LogRecord[], sinks: string[], onDone: (b: Batch) => void = () => {}): Batch {
+  return new Batch("s", seq++, records, records.reduce((n, r) => n + r.size, 0), sinks, onDone);
+}
+
+describe("batch acknowledgement", () => {
+  test("is done only when every sink settled it, and a second settle by one sink throws", () => {
+    const done: Batch[] = [];
+    const b = batch([record("a", 1)], ["kafka", "file"], (x) => done.push(x));
+    b.ack.settle("kafka", "delivered");
+    expect(done).toHaveLength(0);
+    expect(() => b.ack.settle("kafka", "delivered")).toThrow(/settled twice/);
+    b.ack.settle("file", "rejected");
+    expect(done).toEqual([b]);
+    expect(b.ack.rejections).toEqual(["file"]);
+  });
+});
+
+describe("ack tracker", () => {
+  test("the watermark moves only over a contiguous done prefix, per stream", () => {
+    const tracker = new AckTracker();
+    const b1 = batch([record("a", 1), record("b", 10), record("a", 2)], ["x"]);
+    const b2 = batch([record("a", 3)], ["x"]);
+    const b3 = batch([record("b", 11), record("a", 4)], ["x"]);
+    for (const b of [b1, b2, b3]) tracker.register(b);
+    tracker.complete(b2);
+    expect(tracker.watermarks().size).toBe(0);
+    expect(tracker.takeChanged()).toBe(false);
+    tracker.complete(b3);
+    expect(tracker.watermarks().size).toBe(0);
+    tracker.complete(b1);
+    expect(tracker.takeChanged()).toBe(true);
+    expect(Object.fromEntries(tracker.watermarks())).toEqual({ a: 4, b: 11 });
+    expect(tracker.outstandingBatches).toBe(0);
+  });
+
+  test("a held batch of one stream does not hold back another stream", () => {
+    const tracker = new AckTracker();
+    const b1 = batch([record("a", 1)], ["x"]);
+    const b2 = batch([record("b", 1)], ["x"]);
+    tracker.register(b1);
+    tracker.register(b2);
+    tracker.complete(b2);
+    expect(Object.fromEntries(tracker.watermarks())).toEqual({ b: 1 });
+  });
+});
+
+describe("memory buffer", () => {
+  test("pauses at the limit and resumes only below the low watermark", async () => {
+    const buffer = new MemoryBuffer(1000, undefined, 0.5);
+    buffer.reserve(999);
+    expect(buffer.waitForRoom()).toBeUndefined();
+    buffer.reserve(1);
+    const room = buffer.waitForRoom();
+    expect(room).toBeInstanceOf(Promise);
+    let resumed = false;
+    void room!.then(() => (resumed = true));
+    buffer.release(400);
+    await Promise.resolve();
+    expect(resumed).toBe(false);
+    expect(buffer.isPaused).toBe(true);
+    buffer.release(100);
+    await room;
+    expect(resumed).toBe(true);
+    expect(buffer.waitForRoom()).toBeUndefined();
+    expect(buffer.usedBytes).toBe(500);
+  });
+});
+
+describe("batcher", () => {
+  test("seals by count, by bytes and by timeout", async () => {
+    const sealed: number[] = [];
+    const batcher = new Batcher({ maxBytes: 100, maxRecords: 3, timeoutMs: 20 }, (records) => sealed.push(records.length));
+    for (let i = 0; i < 3; i++) batcher.add(record("a", i, 1));
+    expect(sealed).toEqual([3]);
+    batcher.add(record("a", 9, 60));
+    batcher.add(record("a", 10, 60));
+    expect(sealed).toEqual([3, 2]);
+    batcher.add(record("a", 11, 1));
+    expect(sealed).toEqual([3, 2]);
+    const deadline = Date.now() + 2000;
+    while (sealed.length < 3 && Date.now() < deadline) await Bun.sleep(5);
+    expect(sealed).toEqual([3, 2, 1]);
+  });
+});
+
+describe("checkpoint store", () => {
+  test("writes versioned JSON atomically with mode 0600 and reads it back", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const store = new CheckpointStore(dir);
+    store.prepare();
+    await store.save("journal", "journald", { cursor: "s=1" });
+    await store.save("journal", "journald", { cursor: "s=2" });
+    const path = store.pathOf("journal");
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readdirSync(store.dir)).toEqual(["journal.json"]);
+    const parsed = JSON.parse(readFileSync(path, "utf8"));
+    expect(parsed).toMatchObject({ version: 1, source: "journal", type: "journald", position: { cursor: "s=2" } });
+    expect(store.load("journal", () => {})?.position).toEqual({ cursor: "s=2" });
+  });
+
+  test("a corrupt checkpoint is moved aside and reported", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const store = new CheckpointStore(dir);
+    store.prepare();
+    writeFileSync(store.pathOf("journal"), "{not json");
+    const reports: string[] = [];
+    expect(store.load("journal", (_p, _m, reason) => reports.push(reason))).toBeUndefined();
+    expect(reports).toEqual(["not valid JSON"]);
+    expect(readdirSync(store.dir).some((n) => n.startsWith("journal.json.corrupt-"))).toBe(true);
+  });
+});
+
+describe("JSON record shape", () => {
+  test("binary values become base64 and are listed; the id is added under id_field", () => {
+    const r = record("a", 1);
+    r.fields = { MESSAGE: "hi", BLOB: new Uint8Array([0xff, 0x00, 0x41]), TAG: ["x", new Uint8Array([0x80])] };
+    r.binaryFields = ["BLOB", "TAG"];
+    r.id = "abc";
+    const out = JSON.parse(encodeFieldsJson(r, "_nagare_id"));
+    expect(out).toEqual({ MESSAGE: "hi", BLOB: "/wBB", TAG: ["eA==", "gA=="], _nagare_binary: ["BLOB", "TAG"], _nagare_id: "abc" });
+    expect(r.fields.BLOB).toBeInstanceOf(Uint8Array);
+  });
+
+  test("without binary fields or id the fields are shipped as they are", () => {
+    const r = record("a", 1);
+    expect(encodeFieldsJson(r, undefined)).toBe('{"MESSAGE":"1"}');
+    r.fields = {};
+    expect(encodeFieldsJson(r, "id")).toBe('{"id":"1"}');
+  });
+});
+
+describe("backoff", () => {
+  test("grows exponentially with jitter and is capped", () => {
+    const b = new Backoff(100, 1000, () => 1);
+    expect([b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([100, 200, 400, 800, 1000]);
+    const low = new Backoff(100, 1000, () => 0);
+    expect(low.next()).toBe(50);
+    b.reset();
+    expect(b.next()).toBe(100);
+  });
+});

@@ -1,0 +1,104 @@
+/** Running the agent under test as a real process: the CLI from source (or the built binary), its log, its kill. */
+import { readFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+export const ROOT = join(import.meta.dir, "..", "..");
+export const BUN = join(ROOT, "node_modules", ".bin", "bun");
+export const CLI = [BUN, "--smol", join(ROOT, "src", "cli.ts")];
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one CLI command to completion (30 s at most). */
+export async function runCli(args: string[], env: Record<string, string> = {}, command = CLI): Promise<CliResult> {
+  const proc = Bun.spawn([...command, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/** A running `nagare run`; its stderr (the agent's JSON log) is collected in `log`. */
+export class RunningAgent {
+  readonly log: string[] = [];
+  private readonly proc: Subprocess<"ignore", "pipe" | "inherit" | "ignore", "pipe">;
+  private readonly logDone: Promise<void>;
+
+  constructor(configPath: string, options: { env?: Record<string, string>; stdout?: "pipe" | "ignore"; command?: string[] } = {}) {
+    this.proc = Bun.spawn([...(options.command ?? CLI), "run", "-c", configPath], {
+      env: { ...process.env, ...options.env },
+      stdin: "ignore",
+      stdout: options.stdout ?? "ignore",
+      stderr: "pipe",
+    }) as Subprocess<"ignore", "pipe" | "ignore", "pipe">;
+    this.logDone = this.collect();
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  get exited(): Promise<number> {
+    return this.proc.exited;
+  }
+
+  get stdout(): ReadableStream<Uint8Array> {
+    return this.proc.stdout as ReadableStream<Uint8Array>;
+  }
+
+  /** Log entries parsed from the agent's stderr. */
+  entries(): { level: string; msg: string; [k: string]: unknown }[] {
+    return this.log.flatMap((line) => {
+      try {
+        return [JSON.parse(line)];
+      } catch {
+        return [{ level: "raw", msg: line }];
+      }
+    });
+  }
+
+  kill(signal: NodeJS.Signals = "SIGKILL"): void {
+    this.proc.kill(signal);
+  }
+
+  /** Sends SIGTERM and waits (bounded) for the exit status. */
+  async stop(timeoutMs = 30_000): Promise<number> {
+    this.proc.kill("SIGTERM");
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), timeoutMs);
+    const code = await this.proc.exited;
+    clearTimeout(timer);
+    await this.logDone;
+    return code;
+  }
+
+  private async collect(): Promise<void> {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of this.proc.stderr) {
+      pending += decoder.decode(chunk, { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      this.log.push(...lines.filter((l) => l !== ""));
+    }
+  }
+}
+
+/** JSON lines of a file sink's output; a torn last line (the agent was killed mid-write) is ignored. */
+export function readJsonLines(path: string): Record<string, unknown>[] {
+  if (!existsSync(path)) return [];
+  const text = readFileSync(path, "utf8");
+  const out: Record<string, unknown>[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    try {
+      out.push(JSON.parse(line));
+    } catch {
+      // only possible for the very last line of a killed writer; counted by the caller through totals
+    }
+  }
+  return out;
+}

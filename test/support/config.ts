@@ -1,0 +1,49 @@
+/** Writes agent configs for tests. */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export interface TestConfigOptions {
+  dir: string;
+  source: Record<string, unknown>;
+  out?: string;
+  maxBytes?: string;
+  checkpointInterval?: string;
+  extraSinks?: Record<string, Record<string, unknown>>;
+  idField?: boolean;
+}
+
+/** A config with one journald source `journal` and one file sink `out`; returns its path. */
+export function writeConfig(o: TestConfigOptions, name = "nagare.json"): string {
+  const config = {
+    data_dir: join(o.dir, "data"),
+    buffer: { max_bytes: o.maxBytes ?? "8MiB", batch_max_bytes: "256KiB", batch_timeout: "50ms" },
+    checkpoint_interval: o.checkpointInterval ?? "200ms",
+    shutdown_timeout: "10s",
+    log: { level: "info" },
+    sources: { journal: { type: "journald", ...o.source } },
+    sinks: { out: { type: "file", inputs: ["journal"], path: o.out ?? join(o.dir, "out.jsonl"), id_field: o.idField ?? false }, ...o.extraSinks },
+  };
+  const path = join(o.dir, name);
+  writeFileSync(path, JSON.stringify(config, null, 2));
+  return path;
+}
+
+/** Numeric SEQ values in shipping order. */
+export function seqsOf(records: Record<string, unknown>[]): number[] {
+  return records.map((r) => Number(r.SEQ));
+}
+
+/** Every value of 1..n present at least once; returns [missing count, duplicate count]. */
+export function coverage(seqs: number[], from: number, n: number): { missing: number[]; duplicates: number } {
+  const seen = new Uint8Array(n);
+  let duplicates = 0;
+  for (const s of seqs) {
+    const i = s - from;
+    if (i < 0 || i >= n) continue;
+    if (seen[i]) duplicates++;
+    else seen[i] = 1;
+  }
+  const missing: number[] = [];
+  for (let i = 0; i < n; i++) if (!seen[i]) missing.push(from + i);
+  return { missing, duplicates };
+}
