@@ -133,8 +133,7 @@ describe("JSON record shape", () => {
     const r = record("a", 1);
     r.fields = { MESSAGE: "hi", BLOB: new Uint8Array([0xff, 0x00, 0x41]), TAG: ["x", new Uint8Array([0x80])] };
     r.binaryFields = ["BLOB", "TAG"];
-    r.id = "abc";
-    const out = JSON.parse(encodeFieldsJson(r, "_nagare_id"));
+    const out = JSON.parse(encodeFieldsJson({ ...r, id: "abc" }, "_nagare_id"));
     expect(out).toEqual({ MESSAGE: "hi", BLOB: "/wBB", TAG: ["eA==", "gA=="], _nagare_binary: ["BLOB", "TAG"], _nagare_id: "abc" });
     expect(r.fields.BLOB).toBeInstanceOf(Uint8Array);
   });

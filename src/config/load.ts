@@ -51,8 +51,8 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
     case "unrecognized_keys":
       return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key${suggestion(key)}`);
     case "invalid_type":
-      if ((issue as { input?: unknown }).input === undefined || /received undefined/.test(issue.message)) return [`${at}: required`];
-      return [`${at}: expected ${issue.expected}${received(issue)}`];
+      if (/received undefined$/.test(issue.message)) return [`${at}: required`];
+      return [`${at}: expected ${issue.expected}${received(issue.message)}`];
     case "invalid_value":
       return [`${at}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`];
     case "invalid_union": {
@@ -72,11 +72,10 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
   }
 }
 
-function received(issue: z.core.$ZodIssue): string {
-  const input = (issue as { input?: unknown }).input;
-  if (input === undefined) return "";
-  const shown = JSON.stringify(input);
-  return ` (got ${Array.isArray(input) ? "a list" : typeof input === "object" && input !== null ? "a mapping" : (shown ?? String(input))})`;
+/** Zod says what it got at the end of its message ("..., received string"). */
+function received(message: string): string {
+  const got = /received (\w+)$/.exec(message)?.[1];
+  return got === undefined ? "" : ` (got ${got === "object" ? "a mapping" : got === "array" ? "a list" : `a ${got}`})`;
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {

@@ -9,6 +9,7 @@ export class MemoryGuard {
   readonly baseline = process.memoryUsage.rss();
   private threshold: number;
   private collections = 0;
+  private sinceCheck = 0;
 
   constructor(
     private readonly softLimitBytes: number,
@@ -21,8 +22,11 @@ export class MemoryGuard {
     return this.collections;
   }
 
-  /** Cheap enough to call once per batch: one read of the resident size. */
-  check(): void {
+  /** Called with the bytes of every batch done; reads the resident size once per eighth of a step. */
+  check(doneBytes: number): void {
+    this.sinceCheck += doneBytes;
+    if (this.sinceCheck < this.stepBytes / 8) return;
+    this.sinceCheck = 0;
     if (process.memoryUsage.rss() <= this.threshold) return;
     Bun.gc(true);
     this.collections++;

@@ -126,7 +126,7 @@ export class Pipeline {
     lane.unsavedBytes += batch.bytes;
     this.unsavedBytes += batch.bytes;
     if (this.unsavedBytes >= this.earlySaveBytes && this.checkpointWrite === undefined) void this.writeCheckpoints();
-    this.memory.check();
+    this.memory.check(batch.bytes);
     if (this.idleWaiters.length > 0 && this.outstandingBatches() === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];

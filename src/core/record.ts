@@ -24,9 +24,9 @@ export interface LogRecord {
   /** The ordered stream inside the source: "journal", or a container id. Acks are tracked per stream. */
   stream: string;
   /** Deterministic id derived from the source position; identical on every retry and after restarts. */
-  id: string;
-  /** Bytes this record counts against `buffer.max_bytes` (its size as read). */
-  size: number;
+  readonly id: string;
+  /** Bytes this record counts against `buffer.max_bytes`: the source's estimate of its size in memory. */
+  readonly size: number;
   /** Opaque position token; only the source that made it can turn it into a checkpoint. */
-  position: unknown;
+  readonly position: unknown;
 }

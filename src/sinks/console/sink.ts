@@ -10,12 +10,12 @@ export class ConsoleSink implements Sink {
   readonly type = "console";
   private readonly writer = new BatchWriter();
   private readonly fd: number;
-  private readonly encode: (batch: Batch) => Buffer;
+  private readonly encode: (batch: Batch) => string;
 
   constructor(readonly name: string, config: ConsoleSinkConfig) {
     this.fd = config.stream === "stderr" ? 2 : 1;
     const idField = config.id_field;
-    this.encode = (batch) => Buffer.from(encodeJsonLines(batch.records, idField));
+    this.encode = (batch) => encodeJsonLines(batch.records, idField);
   }
 
   async send(batch: Batch): Promise<SendResult> {

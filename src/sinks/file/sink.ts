@@ -17,7 +17,7 @@ export class FileSink implements Sink {
   readonly type = "file";
   private readonly writer = new BatchWriter();
   private file: FileHandle | undefined;
-  private readonly encode: (batch: Batch) => Buffer;
+  private readonly encode: (batch: Batch) => string;
 
   constructor(
     readonly name: string,
@@ -25,7 +25,7 @@ export class FileSink implements Sink {
     private readonly log: Logger,
   ) {
     const idField = config.id_field;
-    this.encode = (batch) => Buffer.from(encodeJsonLines(batch.records, idField));
+    this.encode = (batch) => encodeJsonLines(batch.records, idField);
   }
 
   async send(batch: Batch): Promise<SendResult> {

@@ -7,19 +7,17 @@
 import { Backoff, sleep } from "../../core/backoff.ts";
 import type { Source, SourceContext } from "../../core/component.ts";
 import { describeError } from "../../core/errors.ts";
-import type { LogRecord } from "../../core/record.ts";
 import { ExportParser, type ExportEntry, type MalformedEntry } from "./codec.ts";
 import type { JournaldSourceConfig } from "./config.ts";
 import { ExportFileReader, JournalctlReader, tailCursor, type ExportReader, type FileIdentity } from "./readers.ts";
 import { GatewayReader, gatewayTailCursor } from "./gateway.ts";
+import { JOURNAL_STREAM, JournalRecord } from "./record.ts";
 
 /** What a journald source saves: the cursor of the last acknowledged entry, plus the byte offset in file mode. */
 export interface JournalPosition {
   cursor: string | undefined;
   file?: { path: string; dev: number; ino: number; offset: number };
 }
-
-const STREAM = "journal";
 
 export class JournaldSource implements Source {
   readonly type = "journald";
@@ -71,7 +69,7 @@ export class JournaldSource implements Source {
   }
 
   checkpoint(watermarks: ReadonlyMap<string, unknown>): JournalPosition | undefined {
-    const mark = watermarks.get(STREAM) as RecordPosition | undefined;
+    const mark = watermarks.get(JOURNAL_STREAM) as JournalRecord | undefined;
     if (mark === undefined) return undefined;
     if (this.config.file === undefined || this.fileIdentity === undefined) return { cursor: mark.cursor };
     const { path, dev, ino } = this.fileIdentity;
@@ -155,8 +153,8 @@ export class JournaldSource implements Source {
     return emitted;
   }
 
-  private toRecord(entry: ExportEntry, offset: number): LogRecord {
-    const us = entry.realtimeUs === undefined ? Date.now() * 1000 : Number(entry.realtimeUs);
+  private toRecord(entry: ExportEntry, offset: number): JournalRecord {
+    const realtimeUs = entry.realtimeUs === undefined ? Date.now() * 1000 : Number(entry.realtimeUs);
     const cursor = entry.cursor ?? this.resumeCursor;
     if (entry.truncated) {
       entry.fields._nagare_truncated = true;
@@ -164,18 +162,8 @@ export class JournaldSource implements Source {
     }
     this.resumeCursor = cursor;
     this.resumeOffset = offset;
-    const key = entry.cursor ?? `${this.fileIdentity?.dev}:${this.fileIdentity?.ino}:${offset}`;
-    return {
-      timeSec: Math.floor(us / 1e6),
-      timeNsec: (us % 1e6) * 1000,
-      fields: entry.fields,
-      binaryFields: entry.binaryFields,
-      source: this.name,
-      stream: STREAM,
-      id: Bun.CryptoHasher.hash("md5", key, "hex") as string,
-      size: memoryEstimate(entry),
-      position: { cursor, offset } satisfies RecordPosition,
-    };
+    const idKey = entry.cursor ?? `${this.fileIdentity?.dev}:${this.fileIdentity?.ino}:${offset}`;
+    return new JournalRecord(this.name, entry.fields, entry.binaryFields, realtimeUs, memoryEstimate(entry), cursor, offset, idKey);
   }
 
   private reportMalformed(bad: MalformedEntry[], ctx: SourceContext): void {
@@ -215,7 +203,3 @@ function memoryEstimate(entry: ExportEntry): number {
   return 2 * entry.bytes + 50 * fields + 150;
 }
 
-interface RecordPosition {
-  cursor: string | undefined;
-  offset: number;
-}
