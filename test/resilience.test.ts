@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
 import { readJsonLines, RunningAgent } from "./support/agent.ts";
 import { seqsOf, writeConfig } from "./support/config.ts";
 
@@ -95,5 +95,31 @@ describe("SIGHUP reload", () => {
     expect(seqsOf(readJsonLines(second))).toEqual(range(101, 100));
     const refusal = agent.entries().find((e) => /is invalid/.test(e.msg));
     expect(refusal?.msg).toContain("sources.journal.strat_at: unknown key");
+  });
+});
+
+describe("gateway failures", () => {
+  test("a gateway that goes away is reconnected with backoff and reading resumes exactly", async () => {
+    const dir = caseDir();
+    const journal = join(dir, "journal");
+    await writeJournal(journal, sequenceEntries(1, 50));
+    let gateway = await startGatewayd(journal);
+    const port = Number(new URL(gateway.url).port);
+    const agent = new RunningAgent(writeConfig({ dir, source: { url: gateway.url, start_at: "head", restart_backoff_max: "500ms", connect_timeout: "2s" } }));
+    const out = join(dir, "out.jsonl");
+    try {
+      await waitFor("50 records", () => readJsonLines(out).length >= 50, 20_000);
+      await gateway.stop();
+      await waitFor("the lost connection", () => agent.entries().some((e) => /lost its journal reader/.test(e.msg)), 10_000);
+      await writeJournal(journal, sequenceEntries(51, 50));
+      await waitFor("a failed reconnect", () => agent.entries().some((e) => e.level === "error" && /cannot start reading the journal/.test(e.msg)), 10_000);
+      gateway = await startGatewayd(journal, 10_000, port);
+      await waitFor("100 records", () => readJsonLines(out).length >= 100, 20_000);
+      expect(await agent.stop()).toBe(0);
+      expect(seqsOf(readJsonLines(out))).toEqual(range(1, 100));
+    } finally {
+      agent.kill();
+      await gateway.stop();
+    }
   });
 });

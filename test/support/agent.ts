@@ -28,8 +28,10 @@ export class RunningAgent {
   private readonly proc: Subprocess<"ignore", "pipe" | "inherit" | "ignore", "pipe">;
   private readonly logDone: Promise<void>;
 
+  /** `configPath` "" runs without -c (the default config). */
   constructor(configPath: string, options: { env?: Record<string, string>; stdout?: "pipe" | "ignore"; command?: string[] } = {}) {
-    this.proc = Bun.spawn([...(options.command ?? CLI), "run", "-c", configPath], {
+    const args = configPath === "" ? ["run"] : ["run", "-c", configPath];
+    this.proc = Bun.spawn([...(options.command ?? CLI), ...args], {
       env: { ...process.env, ...options.env },
       stdin: "ignore",
       stdout: options.stdout ?? "ignore",

@@ -405,12 +405,13 @@ function freeLoopbackPort(): number {
 export async function startGatewayd(
   dir: string,
   timeoutMs = 10_000,
+  fixedPort?: number,
 ): Promise<{ url: string; pid: number; stderr(): string; stop(): Promise<void> }> {
   const absDir = resolve(dir);
   const deadline = Date.now() + timeoutMs;
   let lastError = "";
   for (let attempt = 0; attempt < 5 && Date.now() < deadline; attempt++) {
-    const port = freeLoopbackPort();
+    const port = fixedPort ?? freeLoopbackPort();
     const proc = Bun.spawn({
       cmd: [SOCKET_ACTIVATE, "-l", `127.0.0.1:${port}`, JOURNAL_GATEWAYD, "-D", absDir],
       stdin: "ignore",

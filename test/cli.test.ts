@@ -1,0 +1,100 @@
+/**
+ * The command line and the single binary: built with `bun build --compile`, it runs with an empty environment
+ * (no Bun, no Node on PATH), ships a real journal, and every command answers --help.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { readJsonLines, ROOT, runCli, RunningAgent } from "./support/agent.ts";
+import { seqsOf, writeConfig } from "./support/config.ts";
+import pkg from "../package.json" with { type: "json" };
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+const BINARY = join(ROOT, "dist", "nagare");
+
+describe("the single binary", () => {
+  beforeAll(async () => {
+    const build = Bun.spawn(["bash", join(ROOT, "scripts", "build.sh")], { stdout: "pipe", stderr: "pipe" });
+    expect(await build.exited).toBe(0);
+  }, 120_000);
+
+  test("runs in an empty environment: env -i dist/nagare version", async () => {
+    const r = await runCli(["version"], {}, ["env", "-i", BINARY]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`nagare ${pkg.version} (bun ${Bun.version}, linux-x64)\n`);
+  });
+
+  test("ships a real journal with nothing but journalctl on PATH", async () => {
+    // A PATH holding only journalctl and stdbuf: no node, no bun.
+    const bin = join(tmp.path, "bin");
+    mkdirSync(bin);
+    for (const tool of ["journalctl", "stdbuf"]) copyFileSync(Bun.which(tool)!, join(bin, tool));
+    chmodSync(join(bin, "journalctl"), 0o755);
+    const dir = join(tmp.path, "binary");
+    mkdirSync(dir);
+    await writeJournal(join(dir, "journal"), sequenceEntries(1, 500));
+    const config = writeConfig({ dir, source: { directory: join(dir, "journal"), start_at: "head" } });
+    const agent = new RunningAgent(config, { command: ["env", "-i", `PATH=${bin}`, BINARY] });
+    await waitFor("500 records", () => readJsonLines(join(dir, "out.jsonl")).length >= 500, 20_000);
+    expect(await agent.stop()).toBe(0);
+    expect(seqsOf(readJsonLines(join(dir, "out.jsonl")))).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+  });
+});
+
+describe("commands", () => {
+  for (const command of ["run", "validate", "checkpoints", "version"]) {
+    test(`${command} --help`, async () => {
+      const r = await runCli([command, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`Usage: nagare ${command}`);
+    });
+  }
+
+  test("run refuses a bad config with exit 78 and one line per problem", async () => {
+    const path = join(tmp.path, "bad.yaml");
+    writeFileSync(path, "sources: {}\nsinks: {}\nbogus: 1\n");
+    const r = await runCli(["run", "-c", path]);
+    expect(r.code).toBe(78);
+    expect(r.stderr.trim().split("\n").sort()).toEqual(["bogus: unknown key", "sinks: at least one sink is needed", "sources: at least one source is needed"]);
+  });
+
+  test("checkpoints prints each source's saved position", async () => {
+    const dir = join(tmp.path, "checkpoints");
+    mkdirSync(dir);
+    await writeJournal(join(dir, "journal"), sequenceEntries(1, 20));
+    const config = writeConfig({ dir, source: { directory: join(dir, "journal"), start_at: "head" } });
+    expect((await runCli(["checkpoints", "-c", config])).stdout).toBe(`no checkpoints in ${join(dir, "data")}\n`);
+    const agent = new RunningAgent(config);
+    await waitFor("20 records", () => readJsonLines(join(dir, "out.jsonl")).length >= 20, 20_000);
+    expect(await agent.stop()).toBe(0);
+    const r = await runCli(["checkpoints", "-c", config]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^journal\tjournald\t\d{4}-\d\d-\d\dT[\d:.]+Z\t\{"cursor":"s=[0-9a-f]+;i=14;/);
+    const json = JSON.parse((await runCli(["checkpoints", "-c", config, "--json"])).stdout);
+    expect(json[0]).toMatchObject({ version: 1, source: "journal", type: "journald" });
+  });
+
+  test("run without -c uses the embedded default: the local journal from its tail, JSON lines on stdout", async () => {
+    // journalctl on PATH is a wrapper reading a test journal, standing in for the host's journal.
+    const dir = join(tmp.path, "default");
+    const bin = join(dir, "bin");
+    mkdirSync(bin, { recursive: true });
+    await writeJournal(join(dir, "journal"), sequenceEntries(1, 10));
+    writeFileSync(join(bin, "journalctl"), `#!/bin/sh\nexec ${Bun.which("journalctl")} --directory=${join(dir, "journal")} "$@"\n`);
+    chmodSync(join(bin, "journalctl"), 0o755);
+    const agent = new RunningAgent("", { env: { PATH: `${bin}:${process.env.PATH}`, NAGARE_DATA_DIR: join(dir, "data") }, stdout: "pipe", command: undefined });
+    const lines: string[] = [];
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of agent.stdout) lines.push(...decoder.decode(chunk).split("\n").filter(Boolean));
+    })();
+    await waitFor("the reader at the tail", () => agent.entries().some((e) => /reads the journal from cursor/.test(e.msg)), 20_000);
+    expect(agent.entries()[0]?.msg).toContain("(embedded default)");
+    await writeJournal(join(dir, "journal"), sequenceEntries(11, 5));
+    await waitFor("5 JSON lines", () => lines.length >= 5, 20_000);
+    expect(await agent.stop()).toBe(0);
+    expect(lines.map((l) => Number(JSON.parse(l).SEQ))).toEqual([11, 12, 13, 14, 15]);
+  });
+});
