@@ -123,3 +123,28 @@ describe("gateway failures", () => {
     }
   });
 });
+
+describe("shutdown with a blocked sink", () => {
+  test("SIGTERM exits within shutdown_timeout; the unacknowledged records are shipped after the restart", async () => {
+    const dir = caseDir();
+    const journal = join(dir, "journal");
+    await writeJournal(journal, sequenceEntries(1, 100));
+    const fifo = join(dir, "sink.fifo");
+    expect(await Bun.spawn(["mkfifo", fifo]).exited).toBe(0);
+    const config = writeConfig({ dir, source: { directory: journal, start_at: "head" }, out: fifo, shutdownTimeout: "1s" });
+    let agent = new RunningAgent(config);
+    await waitFor("the reader to start", () => agent.entries().some((e) => /reads the journal/.test(e.msg)), 10_000);
+    const stopping = performance.now();
+    expect(await agent.stop(15_000)).toBe(0);
+    expect(performance.now() - stopping).toBeLessThan(8_000);
+    expect(agent.entries().some((e) => e.level === "warn" && /not yet acknowledged/.test(e.msg))).toBe(true);
+
+    const out = join(dir, "out.jsonl");
+    const reader = Bun.spawn(["sh", "-c", `cat "${fifo}" > "${out}"`]);
+    agent = new RunningAgent(config);
+    await waitFor("100 records", () => readJsonLines(out).length >= 100, 20_000);
+    expect(await agent.stop()).toBe(0);
+    await reader.exited;
+    expect(seqsOf(readJsonLines(out))).toEqual(range(1, 100));
+  });
+});

@@ -1,12 +1,15 @@
 /**
  * Micro-benchmark of the Journal Export Format parser: ~200,000 realistic entries fed in 64 KiB chunks.
  *
- *   bun scripts/bench/export-parser.ts [entries] [rounds]
+ *   bun scripts/bench/export-parser.ts [entries] [rounds] [utf8-every]
+ *
+ * utf8-every: put non-ASCII text into the MESSAGE of one entry in N (default 0: all ASCII, the common case).
  */
 import { ExportParser, type ExportEntry, type MalformedEntry } from "../../src/sources/journald/codec.ts";
 
 const ENTRIES = Number(process.argv[2] ?? 200_000);
 const ROUNDS = Number(process.argv[3] ?? 5);
+const UTF8_EVERY = Number(process.argv[4] ?? 0);
 const CHUNK = 64 * 1024;
 
 const UNITS = ["nginx.service", "sshd.service", "cron.service", "kubelet.service", "containerd.service", "systemd-logind.service"];
@@ -15,6 +18,7 @@ const BOOT = "6c7c6013a26343b29e964691ff25d04c";
 const MACHINE = "a91663387a90b89f185d4e860000001a";
 
 function message(i: number): string {
+  if (UTF8_EVERY > 0 && i % UTF8_EVERY === 0) return `żądanie ${i} — ошибка: ファイルが見つかりません`.padEnd(60, "…");
   const base = `request ${i} from 10.0.${i % 256}.${(i * 7) % 256} completed with status ${200 + (i % 5)} in ${i % 997}ms path=/api/v1/items/${i}`;
   return base.padEnd(120, " x").slice(0, 120);
 }
@@ -66,7 +70,8 @@ function run(): { entries: number; ms: number } {
 }
 
 const mb = stream.length / 1e6;
-console.log(`${ENTRIES} entries, ${mb.toFixed(1)} MB, ${chunks.length} chunks of 64 KiB`);
+const utf8 = UTF8_EVERY > 0 ? `, non-ASCII message in 1 of ${UTF8_EVERY}` : "";
+console.log(`${ENTRIES} entries, ${mb.toFixed(1)} MB, ${chunks.length} chunks of 64 KiB${utf8}`);
 let best = Infinity;
 for (let r = 0; r < ROUNDS; r++) {
   const { entries, ms } = run();

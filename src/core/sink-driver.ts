@@ -50,11 +50,17 @@ export class SinkDriver {
     this.wake?.();
   }
 
-  /** Stops after the current attempt; undelivered batches stay unacknowledged (their records are not lost). */
-  async stop(): Promise<void> {
+  /**
+   * Stops retrying and waits up to `graceMs` for an attempt in progress. A write blocked in the kernel (a fifo
+   * nobody reads, a hung NFS mount) cannot be cancelled; it is abandoned, and its batch stays unacknowledged
+   * (its records are read again after a restart, never lost).
+   */
+  async stop(graceMs = 1000): Promise<void> {
     this.abort.abort();
     this.wake?.();
-    await this.loop;
+    const grace = new AbortController();
+    await Promise.race([this.loop, sleep(graceMs, grace.signal)]);
+    grace.abort();
   }
 
   private async run(): Promise<void> {

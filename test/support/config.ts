@@ -10,6 +10,7 @@ export interface TestConfigOptions {
   checkpointInterval?: string;
   extraSinks?: Record<string, Record<string, unknown>>;
   idField?: boolean;
+  shutdownTimeout?: string;
 }
 
 /** A config with one journald source `journal` and one file sink `out`; returns its path. */
@@ -18,7 +19,7 @@ export function writeConfig(o: TestConfigOptions, name = "nagare.json"): string 
     data_dir: join(o.dir, "data"),
     buffer: { max_bytes: o.maxBytes ?? "8MiB", batch_max_bytes: "256KiB", batch_timeout: "50ms" },
     checkpoint_interval: o.checkpointInterval ?? "200ms",
-    shutdown_timeout: "10s",
+    shutdown_timeout: o.shutdownTimeout ?? "10s",
     log: { level: "info" },
     sources: { journal: { type: "journald", ...o.source } },
     sinks: { out: { type: "file", inputs: ["journal"], path: o.out ?? join(o.dir, "out.jsonl"), id_field: o.idField ?? false }, ...o.extraSinks },

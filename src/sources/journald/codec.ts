@@ -22,11 +22,19 @@
  * 80 bytes, carried over and completed with the head of the next chunk), a text or binary value (its retained
  * bytes are copied out piece by piece and joined once, the rest only counted), or the skip to the next blank
  * line after a malformed entry. Nothing of the current entry is ever parsed twice.
+ *
+ * Speed comes from doing per entry what would otherwise be done per field: each entry's bytes become one latin1
+ * string (one native call), the expected next name is checked against it with one `startsWith`, and an ASCII
+ * value is a substring of it; only a value with bytes >= 0x80 is decoded as UTF-8 on its own.
  */
 import { isAscii, isUtf8 } from "node:buffer";
-import type { FieldValue, Fields } from "../../core/record.ts";
+import type { FieldValue, Fields } from "/work/main/src/core/record.ts";
 
 export interface ExportEntry {
+  /**
+   * name -> value: a string, a Uint8Array (not UTF-8), or an array of them when the name repeats (in order of
+   * appearance). Names are added in the order the parser first saw them, not as this entry lists them.
+   */
   fields: Fields;
   /** Names whose value (or any element of a repeated value) is a Uint8Array, else undefined. */
   binaryFields: string[] | undefined;
@@ -67,6 +75,7 @@ const MAX_BINARY_HI = 0x10000;
 const HEAD_BYTES = 128;
 
 const NL_NL = Buffer.from("\n\n");
+const HIGH = /[\x80-\xff]/g;
 /** 1 for the bytes allowed in a field name: A-Z, 0-9, _ */
 const NAME_CHAR = new Uint8Array(256);
 for (let c = 0; c < 256; c++) NAME_CHAR[c] = (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 ? 1 : 0;
@@ -92,8 +101,11 @@ export class ExportParser {
   private entryStart = 0;
   /** The start of a name or binary header cut by the end of the last chunk (a copy). */
   private carry: Buffer | undefined = undefined;
-  // The entry being read.
-  private fields: Fields = {};
+  // The entry being read: its fields as they appear (made into an object by build) and what is known about it.
+  private fNames: string[] = [];
+  private fValues: (string | Uint8Array)[] = [];
+  private fRanks: number[] = [];
+  private sorted = true; // fRanks ascending so far
   private seen = 0; // fields read, dropped ones included: an entry whose fields were all dropped is still an entry
   private binary: string[] | undefined = undefined;
   private cursor: string | undefined = undefined;
@@ -117,7 +129,7 @@ export class ExportParser {
   private win = "";
   private winStart = 0;
   private winEnd = -1;
-  private winAscii = false;
+  private high = 0; // the first byte >= 0x80 at or after where it was last looked for, in the window
   // Per buffer, looked at on first need: 1 all ASCII, 0 not, -1 not known yet; else [utf8From, utf8To) is known
   // to be valid UTF-8 and starts at a newline.
   private ascii = -1;
@@ -127,6 +139,8 @@ export class ExportParser {
   private readonly names: (string | undefined)[] = new Array<string | undefined>(NAME_SLOTS).fill(undefined);
   private readonly next = new Int16Array(NAME_SLOTS + 1).fill(-1);
   private prevSlot = START;
+  private readonly rank = new Int32Array(NAME_SLOTS + 1); // by slot: when its name was first seen
+  private nextRank = 0;
   private at = 0; // scanName's second result: where the name ended, or where to go on
   private slot = 0; // scanName's third result: the name's slot
 
@@ -215,7 +229,10 @@ export class ExportParser {
     this.utf8To = ok ? to : 0;
   }
 
-  /** The latin1 window holding `pos`, made anew from `pos` to the next blank line when `pos` is outside it. */
+  /**
+   * The latin1 window holding `pos`, made anew from `pos` to the next blank line when `pos` is outside it. A line
+   * starting inside a window ends inside it: the window's end is the first newline pair after its start.
+   */
   private window(b: Buffer, pos: number): string {
     if (pos >= this.winStart && pos < this.winEnd) return this.win;
     const nn = b.indexOf(NL_NL, pos);
@@ -224,7 +241,7 @@ export class ExportParser {
     this.win = b.toString("latin1", pos, end);
     this.winStart = pos;
     this.winEnd = end;
-    this.winAscii = this.ascii === 1 || isAscii(b.subarray(pos, end));
+    this.high = this.ascii === 1 || isAscii(b.subarray(pos, end)) ? end : -1;
     return this.win;
   }
 
@@ -320,6 +337,7 @@ export class ExportParser {
     }
     const name = b.toString("latin1", s, e);
     this.names[slot] = name;
+    this.rank[slot] = this.nextRank++;
     return name;
   }
 
@@ -342,11 +360,15 @@ export class ExportParser {
     return this.collect(b, s, b.length);
   }
 
+  /** The text value [s, e) of a line that is wholly in this buffer. */
   private textValue(b: Buffer, s: number, e: number): string | Uint8Array {
-    if (this.winAscii && s >= this.winStart && e <= this.winEnd) {
-      return this.win.substring(s - this.winStart, e - this.winStart);
+    if (s < this.winStart || s >= this.winEnd) this.window(b, s); // a window holding s also holds e
+    if (s > this.high) {
+      HIGH.lastIndex = s - this.winStart;
+      const m = HIGH.exec(this.win);
+      this.high = m === null ? this.winEnd : m.index + this.winStart;
     }
-    if (this.ascii < 0) this.checkUtf8(b);
+    if (e <= this.high) return this.win.substring(s - this.winStart, e - this.winStart);
     if (s > this.utf8From && e <= this.utf8To) return b.toString("utf8", s, e);
     return decode(b.subarray(s, e));
   }
@@ -383,12 +405,13 @@ export class ExportParser {
     const hi = b.readUInt32LE(s + 4);
     // No journal holds such a value: the line was not a header, so resynchronise from the byte after it.
     if (hi >= MAX_BINARY_HI) return this.malformed(s, `binary field ${name} declares a length of 2^48 or more`, true);
-    const len = hi * 0x100000000 + lo;
+    // Positions must stay int32: one double flowing back into the cursor deoptimises the whole hot path for good.
+    const len = hi === 0 ? lo : hi * 0x100000000 + lo;
     const v = s + 8;
     this.name = name;
     this.keep = this.budget(name);
     this.valueLen = len;
-    if (v + len < b.length) return this.binWhole(b, v, len);
+    if (v + len < b.length) return this.binWhole(b, v, len | 0);
     this.binBuf = new Uint8Array(Math.max(0, Math.min(len, this.keep)));
     this.binLeft = len;
     this.partLen = 0;
@@ -417,7 +440,7 @@ export class ExportParser {
     }
     this.binLeft -= avail;
     if (this.binLeft === 0) this.state = S.BinEnd;
-    return pos + avail;
+    return (pos + avail) | 0;
   }
 
   private binEnd(b: Buffer, pos: number): number {
@@ -451,11 +474,12 @@ export class ExportParser {
   private add(name: string, value: string | Uint8Array, size: number, isCut: boolean): void {
     this.retained += name.length + size + 2;
     if (isCut) this.truncated = true;
-    const f = this.fields;
-    const prev: FieldValue | undefined = f[name];
-    if (prev === undefined) f[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else f[name] = [prev, value];
+    const n = this.fNames.length;
+    const rank = this.rank[this.prevSlot]!; // prevSlot: the slot of the name just read
+    if (n > 0 && rank < this.fRanks[n - 1]!) this.sorted = false;
+    this.fNames.push(name);
+    this.fValues.push(value);
+    this.fRanks.push(rank);
     if (typeof value !== "string") {
       if (this.binary === undefined) this.binary = [name];
       else if (!this.binary.includes(name)) this.binary.push(name);
@@ -463,6 +487,29 @@ export class ExportParser {
       if (name === "__CURSOR") this.cursor ??= value;
       else if (name === "__REALTIME_TIMESTAMP") this.realtime ??= value;
     }
+  }
+
+  /**
+   * The fields object. Its properties are added in one canonical order (by when each name was first seen), not
+   * as they appear: journald orders an entry's fields by where their data sits in the journal file, which varies
+   * from entry to entry, and every new order is a new object shape to the JS engine; thousands of shapes make
+   * building (and later reading) the objects several times slower. Repeated values keep their own order.
+   */
+  private build(): Fields {
+    const names = this.fNames;
+    const values = this.fValues;
+    const n = names.length;
+    if (!this.sorted && n <= 64) sortByRank(names, values, this.fRanks); // larger entries: rare, left as they are
+    const f: Fields = {};
+    for (let k = 0; k < n; k++) {
+      const name = names[k]!;
+      const value = values[k]!;
+      const prev: FieldValue | undefined = f[name];
+      if (prev === undefined) f[name] = value;
+      else if (Array.isArray(prev)) prev.push(value);
+      else f[name] = [prev, value];
+    }
+    return f;
   }
 
   private endField(): void {
@@ -475,7 +522,7 @@ export class ExportParser {
 
   private emit(endOffset: number, out: ExportEntry[]): void {
     out.push({
-      fields: this.fields,
+      fields: this.build(),
       binaryFields: this.binary,
       cursor: this.cursor,
       realtimeUs: this.realtime,
@@ -528,7 +575,17 @@ export class ExportParser {
   }
 
   private clearEntry(): void {
-    this.fields = {};
+    if (this.fNames.length > 1024) {
+      // let a pathological entry's arrays go instead of keeping their capacity
+      this.fNames = [];
+      this.fValues = [];
+      this.fRanks = [];
+    } else {
+      this.fNames.length = 0;
+      this.fValues.length = 0;
+      this.fRanks.length = 0;
+    }
+    this.sorted = true;
     this.seen = 0;
     this.binary = undefined;
     this.cursor = undefined;
@@ -554,6 +611,24 @@ function cut(v: Uint8Array): string | Uint8Array {
     if (isUtf8(v.subarray(0, v.length - k))) return decode(v.subarray(0, v.length - k));
   }
   return decode(v);
+}
+
+/** Stable insertion sort of three parallel arrays by rank (they are short and nearly sorted). */
+function sortByRank(names: string[], values: (string | Uint8Array)[], ranks: number[]): void {
+  for (let i = 1; i < ranks.length; i++) {
+    const r = ranks[i]!;
+    const name = names[i]!;
+    const value = values[i]!;
+    let j = i - 1;
+    for (; j >= 0 && ranks[j]! > r; j--) {
+      ranks[j + 1] = ranks[j]!;
+      names[j + 1] = names[j]!;
+      values[j + 1] = values[j]!;
+    }
+    ranks[j + 1] = r;
+    names[j + 1] = name;
+    values[j + 1] = value;
+  }
 }
 
 function join(parts: Uint8Array[], total: number): Uint8Array {

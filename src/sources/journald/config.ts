@@ -26,7 +26,7 @@ export const journaldSourceConfig = z
     max_field_bytes: size("A longer field value is cut to this size and the entry marked `_nagare_truncated`.", "2MiB"),
     max_entry_bytes: size("Fields beyond this many bytes in one entry are dropped and the entry marked truncated.", "4MiB"),
     restart_backoff_max: duration("Longest wait between restarts of a failed journalctl or gateway connection.", "30s"),
-    connect_timeout: duration("How long to wait for the gateway to answer a request.", "10s"),
+    connect_timeout: duration("How long to wait for the gateway to answer, or for journalctl to report the journal's end.", "10s"),
   })
   .check((ctx) => {
     const c = ctx.value;
