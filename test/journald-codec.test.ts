@@ -249,6 +249,18 @@ describe("ExportParser: well-formed entries", () => {
     ]);
   });
 
+  test("fields keep one key order across entries; repeated values keep their order of appearance", () => {
+    const { out } = parse(
+      bytes(
+        entry(txt("A", "1"), txt("T", "x"), txt("B", "2"), txt("C", "3")),
+        entry(txt("C", "3"), txt("T", "y"), txt("B", "2"), txt("A", "1"), txt("T", "z")),
+      ),
+    );
+    expect(Object.keys(out[1]!.fields)).toEqual(["A", "T", "B", "C"]);
+    expect(out[1]!.fields.T).toEqual(["y", "z"]);
+    expect(out[1]!.fields.C).toBe("3");
+  });
+
   test("many distinct names (hash slot collisions) keep their values", () => {
     const names = Array.from({ length: 3000 }, (_, i) => `F_${i.toString(36).toUpperCase()}`);
     const fields = names.map((n, i) => txt(n, String(i)));

@@ -135,11 +135,12 @@ export class ExportParser {
   private ascii = -1;
   private utf8From = 0;
   private utf8To = 0;
-  // Name prediction: for each slot (and START), the slot of the name that followed it last time.
+  // Interned names by slot; for each slot (and START) the slot of the name that followed it last time (the
+  // prediction) and when its name was first seen (the canonical field order, see build).
   private readonly names: (string | undefined)[] = new Array<string | undefined>(NAME_SLOTS).fill(undefined);
   private readonly next = new Int16Array(NAME_SLOTS + 1).fill(-1);
   private prevSlot = START;
-  private readonly rank = new Int32Array(NAME_SLOTS + 1); // by slot: when its name was first seen
+  private readonly rank = new Int32Array(NAME_SLOTS + 1);
   private nextRank = 0;
   private at = 0; // scanName's second result: where the name ended, or where to go on
   private slot = 0; // scanName's third result: the name's slot
