@@ -36,7 +36,7 @@ export function buildPipeline(config: Config, log: Logger, metrics: Metrics): Pi
       metrics,
     },
     Object.entries(config.sources).map(([name, c]) => buildSource(name, c)),
-    Object.entries(config.sinks).map(([name, c]) => buildSink(name, c, log)),
+    Object.entries(config.sinks).map(([name, c]) => buildSink(name, c, log, metrics)),
   );
 }
 

@@ -4,7 +4,9 @@ import type { SinkConfig, SourceConfig } from "./config/schema.ts";
 import { JournaldSource } from "./sources/journald/source.ts";
 import { ConsoleSink } from "./sinks/console/sink.ts";
 import { FileSink } from "./sinks/file/sink.ts";
+import { KafkaSink } from "./sinks/kafka/sink.ts";
 import type { Logger } from "./observe/log.ts";
+import type { Metrics } from "./observe/metrics.ts";
 
 export function buildSource(name: string, config: SourceConfig): Source {
   switch (config.type) {
@@ -13,11 +15,13 @@ export function buildSource(name: string, config: SourceConfig): Source {
   }
 }
 
-export function buildSink(name: string, config: SinkConfig, log: Logger): Sink {
+export function buildSink(name: string, config: SinkConfig, log: Logger, metrics: Metrics): Sink {
   switch (config.type) {
     case "console":
       return new ConsoleSink(name, config);
     case "file":
       return new FileSink(name, config, log.child({ component: name }));
+    case "kafka":
+      return new KafkaSink(name, config, log.child({ component: name }), metrics);
   }
 }

@@ -7,12 +7,13 @@ import { componentName, duration, size } from "./types.ts";
 import { journaldSourceConfig } from "../sources/journald/config.ts";
 import { consoleSinkConfig } from "../sinks/console/config.ts";
 import { fileSinkConfig } from "../sinks/file/config.ts";
+import { kafkaSinkConfig } from "../sinks/kafka/config.ts";
 
 export const sourceConfig = z.discriminatedUnion("type", [journaldSourceConfig]);
-export const sinkConfig = z.discriminatedUnion("type", [consoleSinkConfig, fileSinkConfig]);
+export const sinkConfig = z.discriminatedUnion("type", [consoleSinkConfig, fileSinkConfig, kafkaSinkConfig]);
 
 export const SOURCE_TYPES = ["journald"] as const;
-export const SINK_TYPES = ["console", "file"] as const;
+export const SINK_TYPES = ["console", "file", "kafka"] as const;
 
 const bufferConfig = z
   .strictObject({

@@ -1,6 +1,7 @@
 /** Zod building blocks shared by every component's config schema. */
 import { z } from "zod";
 import { parseDuration, parseSize } from "./units.ts";
+import { compileTemplate } from "../core/template.ts";
 
 /** A byte size: a number of bytes or a string like "64MiB". */
 export function size(description: string, defaultValue?: string) {
@@ -51,3 +52,33 @@ export const idField = z
   .default(false)
   .transform((v) => (v === true ? "_nagare_id" : v === false ? undefined : v))
   .describe("Write the record's deterministic id into the record: `true` for the field `_nagare_id`, or a field name.");
+
+/** A per-record template ({{source}}, {{stream}}, {{field.NAME}}); checked when the config is loaded. */
+export function template(description: string) {
+  return z
+    .string()
+    .min(1)
+    .check((ctx) => {
+      const compiled = compileTemplate(ctx.value);
+      if (typeof compiled === "string") ctx.issues.push({ code: "custom", input: ctx.value, message: compiled });
+    })
+    .describe(description);
+}
+
+/** TLS client settings shared by network sinks. */
+export const tlsConfig = z
+  .strictObject({
+    ca: z.string().min(1).optional().describe("PEM file with the CA certificates that sign the server's certificate (default: the system's)."),
+    cert: z.string().min(1).optional().describe("PEM client certificate, for mutual TLS."),
+    key: z.string().min(1).optional().describe("PEM private key of the client certificate."),
+    verify: z.boolean().default(true).describe("Verify the server's certificate and name. Turn off only for tests."),
+    servername: z.string().min(1).optional().describe("Server name for SNI and certificate verification, when it differs from the host."),
+  })
+  .check((ctx) => {
+    if ((ctx.value.cert === undefined) !== (ctx.value.key === undefined)) {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: [ctx.value.cert === undefined ? "cert" : "key"], message: "cert and key go together" });
+    }
+  })
+  .describe("TLS to the destination; omit for plaintext.");
+
+export type TlsConfig = z.output<typeof tlsConfig>;

@@ -5,7 +5,7 @@ import type { Subprocess } from "bun";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const BUN = join(ROOT, "node_modules", ".bin", "bun");
-export const CLI = [BUN, "--smol", join(ROOT, "src", "cli.ts")];
+export const CLI = [BUN, join(ROOT, "src", "cli.ts")];
 
 export interface CliResult {
   code: number;
