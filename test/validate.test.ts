@@ -1,6 +1,6 @@
 /** `nagare validate` on broken configs: one line per problem naming the key path, exit 78; a good one exits 0. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "./support/agent.ts";
@@ -34,8 +34,9 @@ describe("nagare validate", () => {
     expect(r.stdout).toContain("valid");
   });
 
-  test("the example configs are valid", async () => {
-    const r = await validate(join(import.meta.dir, "..", "examples", "journal-to-file.yaml"), { NAGARE_DATA_DIR: `${dir}/ex`, NAGARE_OUT: `${dir}/ex.jsonl` });
+  const examples = readdirSync(join(import.meta.dir, "..", "examples")).filter((f) => /\.(ya?ml|json)$/.test(f));
+  test.each(examples)("the example %s is valid", async (example) => {
+    const r = await validate(join(import.meta.dir, "..", "examples", example), { NAGARE_DATA_DIR: `${dir}/ex`, NAGARE_OUT: `${dir}/ex.jsonl` });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
   });
@@ -56,6 +57,10 @@ describe("nagare validate", () => {
     ["unreadable journal file", GOOD.replace(`directory: ${dir}`, `file: ${dir}/missing.export`), /^sources\.journal\.file: cannot read .*missing\.export \(ENOENT\)$/m],
     ["url and file together", GOOD.replace(`directory: ${dir}`, "url: http://127.0.0.1:19531, file: /x"), /^sources\.journal\.url: set either `url` or `file`, not both$/m],
     ["empty inputs", GOOD.replace("inputs: [journal]", "inputs: []"), /^sinks\.out\.inputs: needs at least 1 item/m],
+    ["kafka sink with no brokers", `${GOOD}  kafka: { type: kafka, inputs: [journal], brokers: [], topic: logs }\n`, /^sinks\.kafka\.brokers: needs at least 1 item/m],
+    ["kafka acks: none", `${GOOD}  kafka: { type: kafka, inputs: [journal], brokers: ["127.0.0.1:9092"], topic: logs, acks: none }\n`, /^sinks\.kafka\.acks: acks: none cannot gate a cursor/m],
+    ["kafka bad template", `${GOOD}  kafka: { type: kafka, inputs: [journal], brokers: ["127.0.0.1:9092"], topic: "logs-{{hostname}}" }\n`, /^sinks\.kafka\.topic: unknown placeholder \{\{hostname\}\}/m],
+    ["kafka missing TLS file", `${GOOD}  kafka: { type: kafka, inputs: [journal], brokers: ["127.0.0.1:9093"], topic: logs, tls: { ca: ${dir}/missing-ca.pem } }\n`, /^sinks\.kafka\.tls\.ca: cannot read .*missing-ca\.pem \(ENOENT\)$/m],
     ["unwritable sink directory", GOOD.replace(`path: ${dir}/out.jsonl`, "path: /nonexistent-dir/out.jsonl"), /^sinks\.out\.path: cannot write to \/nonexistent-dir/m],
   ];
 
