@@ -75,6 +75,7 @@ describe("error table", () => {
   ])("%s is %s", (type, kind) => {
     expect(classifyKafkaError(protocol(type)).kind).toBe(kind as "retry");
     const wrapped = Object.assign(new Error("retries exceeded"), { name: "KafkaJSNumberOfRetriesExceeded", cause: protocol(type) });
+    expect(classifyKafkaError(wrapped).name).toBe(type);
     expect(classifyKafkaError(wrapped).kind).toBe(kind as "retry");
   });
   test("connection errors are retried", () => {

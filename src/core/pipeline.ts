@@ -110,7 +110,7 @@ export class Pipeline {
       else this.log.limited("info", "buffer-resumed", `The buffer drained after ${Math.round(pausedMs)} ms: reading resumes.`);
     });
     this.earlySaveBytes = Math.max(1, Math.floor(options.bufferMaxBytes / 4));
-    this.memory = new MemoryGuard(options.bufferMaxBytes, Math.floor(options.bufferMaxBytes / 4));
+    this.memory = new MemoryGuard(Math.floor(options.bufferMaxBytes * 1.25), Math.floor(options.bufferMaxBytes / 4));
     this.checkpoints = new CheckpointStore(options.dataDir);
     const m = options.metrics;
     m.gauge("nagare_buffer_limit_bytes", "buffer.max_bytes.").value = options.bufferMaxBytes;

@@ -22,17 +22,27 @@
  *                                                 delay; broker stacks take precedence over cluster ones
  *   clear <api>                                   drop the remaining cluster-wide errors for <api>
  *   rtt <broker_id|-1> <ms>                       delay every response of the broker by <ms>
- *   leader <topic> <partition> <broker_id|-1>     move partition leadership (-1: leader-less)
+ *   leader <topic> <partition> <broker_id|-1>     move partition leadership (-1: leader-less; Metadata then
+ *                                                 says leader -1 without an error, which leaves kafkajs
+ *                                                 stuck on "Broker -1 not found" until its metadata ages)
  *   topic-error <topic> <ERR>                     error reported for the topic in Metadata responses
  *                                                 (NO_ERROR to clear)
  *   quit                                          destroy the cluster, answer OK, exit 0
  *
- * <api> is an ApiKey name (Produce, Fetch, ListOffsets, Metadata, ... case-insensitive) or number.
+ * <api> is an ApiKey name (Produce, Fetch, ListOffsets, InitProducerId, ... case-insensitive) or number.
+ * librdkafka 2.0.x serves (and injects errors into) Produce, Fetch, ListOffsets, OffsetCommit, OffsetFetch,
+ * FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup, ApiVersions, InitProducerId,
+ * AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, and Metadata WITHOUT error injection (so
+ * "errors Metadata ..." is refused there). Errors pushed for an API the mock does not serve never fire.
  * <ERR> is a librdkafka error name with or without the RD_KAFKA_RESP_ERR_ prefix (REQUEST_TIMED_OUT,
  * NOT_ENOUGH_REPLICAS, LEADER_NOT_AVAILABLE, MSG_SIZE_TOO_LARGE, NOT_LEADER_FOR_PARTITION,
  * UNKNOWN_TOPIC_OR_PART, _TRANSPORT, ...), a Kafka protocol name where it differs (MESSAGE_TOO_LARGE,
  * UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, CORRUPT_MESSAGE, ...), TRANSPORT/DISCONNECT
  * (= _TRANSPORT: the mock closes the connection when that request arrives) or a number.
+ *
+ * Delays (rtt, ERR:rtt_ms) hold a response back and every later response on the same connection behind it
+ * (responses leave in order). "down" closes the broker's connections and closes its listener (new connects get
+ * ECONNREFUSED); leadership does not move. "topic"/"leader" on an unknown topic create it.
  *
  * The process exits 0 after "quit", on EOF of stdin (the parent went away) and on SIGTERM, SIGINT or
  * SIGHUP, always destroying the cluster first. Diagnostics go to stderr (--debug adds librdkafka's
@@ -117,7 +127,7 @@ static int parse_int(const char *s, long min, long max, long *out) {
 }
 
 /* Returns the ApiKey or -1. */
-static int parse_api(const char *s) {
+static int parse_api0(const char *s) {
         long v;
         int i;
         if (!parse_int(s, 0, 32767, &v))
@@ -128,6 +138,23 @@ static int parse_api(const char *s) {
         if (!strcasecmp(s, "ApiVersion"))
                 return 18;
         return -1;
+}
+
+/* Like parse_api0, but refuses what would silently never fire: librdkafka 2.0.x's Metadata handler does not
+ * consume error stacks (checked: pushed errors stay queued forever). Returns the ApiKey, -1 unknown, -2 refused. */
+static int parse_api(const char *s) {
+        int api = parse_api0(s);
+        if (api == 3 && rd_kafka_version() < 0x02010000)
+                return -2;
+        return api;
+}
+
+static int reply_bad_api(const char *s, int r) {
+        if (r == -2)
+                return reply_err("the mock (librdkafka %s) never injects errors into %s responses; use "
+                                 "topic-error for Metadata",
+                                 rd_kafka_version_str(), s);
+        return reply_err("unknown ApiKey '%s'", s);
 }
 
 static const struct {
@@ -210,7 +237,7 @@ static int cmd_errors(int argc, char **argv) {
         long cnt;
         NEED(4, "errors <api> <count> <ERR>...");
         if ((api = parse_api(argv[1])) < 0)
-                return reply_err("unknown ApiKey '%s'", argv[1]);
+                return reply_bad_api(argv[1], api);
         if (parse_int(argv[2], 1, 1000000, &cnt))
                 return reply_err("bad count '%s'", argv[2]);
         nerr = argc - 3;
@@ -238,7 +265,7 @@ static int cmd_broker_errors(int argc, char **argv) {
         if (parse_int(argv[1], 0, 1000000, &id))
                 return reply_err("bad broker id '%s'", argv[1]);
         if ((api = parse_api(argv[2])) < 0)
-                return reply_err("unknown ApiKey '%s'", argv[2]);
+                return reply_bad_api(argv[2], api);
         if (parse_int(argv[3], 1, 1000000, &cnt))
                 return reply_err("bad count '%s'", argv[3]);
         nerr = argc - 4;
@@ -268,8 +295,8 @@ static int cmd_broker_errors(int argc, char **argv) {
 static int cmd_clear(int argc, char **argv) {
         int api;
         NEED(2, "clear <api>");
-        if ((api = parse_api(argv[1])) < 0)
-                return reply_err("unknown ApiKey '%s'", argv[1]);
+        if ((api = parse_api0(argv[1])) < 0)
+                return reply_bad_api(argv[1], api);
         rd_kafka_mock_clear_request_errors(mcluster, (int16_t)api);
         return reply_ok();
 }

@@ -46,14 +46,15 @@ export function classifyKafkaError(err: unknown): Classified {
   return { kind: "retry", name };
 }
 
-/** kafkajs wraps the protocol error in KafkaJSNumberOfRetriesExceeded (and sometimes an aggregate). */
+/**
+ * kafkajs wraps the error that happened in KafkaJSNumberOfRetriesExceeded or KafkaJSNonRetriableError, with
+ * the original in `.cause` (the table is keyed by the original). Protocol errors it does not retry itself
+ * (MESSAGE_TOO_LARGE, authorization) arrive unwrapped.
+ */
 function unwrap(err: unknown): unknown {
-  let current = err as { name?: string; cause?: unknown; originalError?: unknown; errors?: unknown[] } | undefined;
-  for (let depth = 0; depth < 5 && current; depth++) {
-    if (current.name === "KafkaJSNumberOfRetriesExceeded" && current.cause) current = current.cause as typeof current;
-    else if (current.originalError) current = current.originalError as typeof current;
-    else if (Array.isArray(current.errors) && current.errors.length > 0) current = current.errors[0] as typeof current;
-    else break;
+  let current = err as { type?: string; cause?: unknown } | undefined;
+  for (let depth = 0; depth < 5 && current && current.type === undefined && current.cause; depth++) {
+    current = current.cause as typeof current;
   }
   return current;
 }

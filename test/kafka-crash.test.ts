@@ -1,0 +1,114 @@
+/**
+ * journal → Kafka under the worst conditions: the agent killed with SIGKILL three times mid-stream, and the
+ * leader broker down for 60 s while the journal keeps growing.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { memoryOf, sequenceEntries, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
+import { RunningAgent } from "./support/agent.ts";
+import { consumeAll, startConsumer, startMockCluster, type KafkaMessage } from "./support/kafka.ts";
+import { writeKafkaConfig } from "./support/kafka-config.ts";
+import { coverage } from "./support/config.ts";
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+const keyed = (seq: number): ExportField[] => [["K", `k${seq % 40}`]];
+const seqOf = (m: KafkaMessage) => Number(JSON.parse(m.value ?? "{}").SEQ);
+
+/** Every key's sequence numbers only ever go up, except where a restart replays (at most `restarts` times). */
+function orderBreaksPerKey(messages: KafkaMessage[]): number {
+  const last = new Map<string, number>();
+  let breaks = 0;
+  for (const m of messages) {
+    const seq = seqOf(m);
+    const prev = last.get(m.key!) ?? 0;
+    if (seq <= prev) breaks++;
+    last.set(m.key!, seq);
+  }
+  return breaks;
+}
+
+test("SIGKILL three times mid-stream: nothing lost, duplicates within one buffer per kill", async () => {
+  const ENTRIES = 30_000;
+  const KILLS = 3;
+  const MAX_BYTES = 2 * 1024 * 1024;
+  const cluster = await startMockCluster({ brokers: 3, topics: [{ name: "logs", partitions: 8 }] });
+  const consumer = startConsumer(cluster.bootstrap, "logs");
+  try {
+    const dir = join(tmp.path, "kill");
+    mkdirSync(dir);
+    const journal = join(dir, "journal");
+    await writeJournal(journal, sequenceEntries(1, ENTRIES, { extra: keyed }));
+    const config = writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs", key: "{{field.K}}", maxBytes: String(MAX_BYTES) });
+    for (let kill = 1; kill <= KILLS; kill++) {
+      const agent = new RunningAgent(config);
+      const target = consumer.messages.length + 2000 + Math.floor(Math.random() * 4000);
+      await consumer.waitFor((m) => m.length >= target, 60_000);
+      agent.kill("SIGKILL");
+      await agent.exited;
+    }
+    const agent = new RunningAgent(config);
+    await consumer.waitFor((m) => coverage(m.map(seqOf), 1, ENTRIES).missing.length === 0, 120_000);
+    expect(await agent.stop()).toBe(0);
+    // Read back by the consumer that ran all along: the mock keeps only ~5 MB per partition.
+    await consumer.stop();
+    const messages = consumer.messages;
+    const { missing, duplicates } = coverage(messages.map(seqOf), 1, ENTRIES);
+    // A record counts at least 2 × 735 + 50 × 21 + 150 = 2,670 bytes against the buffer (see record-memory.ts).
+    const perBuffer = Math.ceil((MAX_BYTES + 512 * 1024) / 2670);
+    console.log(`kafka crash test: ${ENTRIES} entries, ${KILLS} kills, ${messages.length} messages, ${missing.length} missing, ${duplicates} duplicates (allowed ${KILLS} x ${perBuffer})`);
+    expect(missing).toEqual([]);
+    expect(duplicates).toBeLessThanOrEqual(KILLS * perBuffer);
+    expect(orderBreaksPerKey(messages)).toBeLessThanOrEqual(KILLS * 40);
+  } finally {
+    await consumer.stop().catch(() => undefined);
+    await cluster.stop();
+  }
+}, 240_000);
+
+test("the leader down for 60 s while the journal grows: readers pause, memory stays bounded, nothing is lost", async () => {
+  const MAX_BYTES = 64 * 1024 * 1024; // the default buffer
+  const OUTAGE_MS = Number(process.env.NAGARE_OUTAGE_MS ?? 60_000);
+  const cluster = await startMockCluster({ brokers: 1, topics: [{ name: "logs", partitions: 16 }] });
+  try {
+    // Baseline: the same agent idle on an empty journal.
+    const idleDir = join(tmp.path, "idle");
+    mkdirSync(join(idleDir, "journal"), { recursive: true });
+    const idle = new RunningAgent(writeKafkaConfig({ dir: idleDir, journal: join(idleDir, "journal"), bootstrap: cluster.bootstrap, topic: "idle", maxBytes: String(MAX_BYTES) }));
+    await waitFor("the idle agent to read", () => idle.entries().some((e) => /reads the journal/.test(e.msg)), 20_000);
+    const baseline = memoryOf(idle.pid).hwm;
+    expect(await idle.stop()).toBe(0);
+
+    const dir = join(tmp.path, "outage");
+    mkdirSync(dir);
+    const journal = join(dir, "journal");
+    await writeJournal(journal, sequenceEntries(1, 1000, { extra: keyed }));
+    const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs", key: "{{field.K}}", maxBytes: String(MAX_BYTES) }));
+    await waitFor("1000 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 1000, 30_000);
+    await cluster.command("down 1");
+    const downAt = performance.now();
+    let next = 1001;
+    // The journal keeps growing at about 500 entries/s for the whole outage (pacing the writer, not waiting).
+    while (performance.now() - downAt < OUTAGE_MS) {
+      const started = performance.now();
+      await writeJournal(journal, sequenceEntries(next, 500, { extra: keyed }));
+      next += 500;
+      await Bun.sleep(Math.max(0, 1000 - (performance.now() - started)));
+    }
+    expect(agent.entries().some((e) => /buffer is full/.test(e.msg))).toBe(true);
+    const duringOutage = memoryOf(agent.pid).hwm;
+    await cluster.command("up 1");
+    const total = next - 1;
+    await waitFor(`${total} messages`, async () => (await consumeAll(cluster.bootstrap, "logs")).length >= total, 120_000);
+    const peak = memoryOf(agent.pid).hwm;
+    expect(await agent.stop()).toBe(0);
+    const MiB = (b: number) => (b / 1048576).toFixed(1);
+    console.log(`kafka outage: ${total} entries, baseline VmHWM ${MiB(baseline)} MiB, during the outage ${MiB(duringOutage)} MiB, peak ${MiB(peak)} MiB, bound ${MiB(baseline + 2 * MAX_BYTES)} MiB`);
+    expect(coverage((await consumeAll(cluster.bootstrap, "logs")).map(seqOf), 1, total)).toEqual({ missing: [], duplicates: 0 });
+    expect(duringOutage).toBeLessThan(baseline + 2 * MAX_BYTES);
+    expect(peak).toBeLessThan(baseline + 2 * MAX_BYTES);
+  } finally {
+    await cluster.stop();
+  }
+}, 300_000);

@@ -1,0 +1,132 @@
+/**
+ * journal → Kafka end to end: real journal files, the agent process, librdkafka's mock cluster over TCP,
+ * topics read back with kcat. Faults are injected through the mock: brokers down, produce errors.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { journalctlExport, parseExport, sequenceEntries, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
+import { RunningAgent } from "./support/agent.ts";
+import { consumeAll, startMockCluster, type KafkaMessage, type MockCluster } from "./support/kafka.ts";
+import { writeKafkaConfig } from "./support/kafka-config.ts";
+import { coverage } from "./support/config.ts";
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+let n = 0;
+function caseDir(): string {
+  const dir = join(tmp.path, `case-${++n}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+const keyed = (seq: number): ExportField[] => [["K", `k${seq % 10}`]];
+const seqOf = (m: KafkaMessage) => Number(JSON.parse(m.value ?? "{}").SEQ);
+const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
+
+async function withCluster<T>(topics: { name: string; partitions: number }[], fn: (cluster: MockCluster) => Promise<T>): Promise<T> {
+  const cluster = await startMockCluster({ brokers: 3, topics });
+  try {
+    return await fn(cluster);
+  } finally {
+    await cluster.stop();
+  }
+}
+
+function readDeadLetters(dir: string): { id: string; reason: string; record: Record<string, unknown> }[] {
+  const path = join(dir, "data", "dead-letter", "kafka.jsonl");
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+describe("journal to Kafka", () => {
+  test("every entry arrives, in order per key, with the id header, the id field and the entry's time", async () => {
+    await withCluster([{ name: "logs", partitions: 3 }], async (cluster) => {
+      const dir = caseDir();
+      const journal = join(dir, "journal");
+      await writeJournal(journal, sequenceEntries(1, 5000, { extra: keyed }));
+      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs", key: "{{field.K}}", extra: { id_field: true } }));
+      await waitFor("5000 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 5000, 30_000);
+      expect(await agent.stop()).toBe(0);
+      const messages = await consumeAll(cluster.bootstrap, "logs");
+      expect(coverage(messages.map(seqOf), 1, 5000)).toEqual({ missing: [], duplicates: 0 });
+      const byKey = new Map<string, number[]>();
+      for (const m of messages) byKey.set(m.key!, [...(byKey.get(m.key!) ?? []), seqOf(m)]);
+      expect(byKey.size).toBe(10);
+      for (const seqs of byKey.values()) expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      for (const m of messages) expect(new Set(messages.filter((x) => x.key === m.key).map((x) => x.partition)).size).toBe(1);
+      const oracle = parseExport(await journalctlExport(journal));
+      const first = messages.find((m) => seqOf(m) === 1)!;
+      const value = JSON.parse(first.value!);
+      expect(first.headers["nagare-id"]).toBe(new Bun.CryptoHasher("md5").update(oracle[0]!.find(([k]) => k === "__CURSOR")![1] as string).digest("hex"));
+      expect(value._nagare_id).toBe(first.headers["nagare-id"]);
+      expect(first.timestamp).toBe(Math.floor(Number(value.__REALTIME_TIMESTAMP) / 1000));
+    });
+  }, 60_000);
+
+  test("a broker down for 10 s mid-stream loses nothing; delivery resumes without a restart", async () => {
+    await withCluster([{ name: "logs", partitions: 1 }], async (cluster) => {
+      await cluster.command("leader logs 0 1");
+      const dir = caseDir();
+      const journal = join(dir, "journal");
+      await writeJournal(journal, sequenceEntries(1, 1000));
+      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs" }));
+      await waitFor("1000 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 1000, 30_000);
+      await cluster.command("down 1");
+      const downAt = performance.now();
+      await writeJournal(journal, sequenceEntries(1001, 1000));
+      await waitFor("failed sends while the leader is down, for 10 s", () => agent.entries().some((e) => e.level === "error" && /could not deliver/.test(e.msg)) && performance.now() - downAt >= 10_000, 20_000);
+      await cluster.command("up 1");
+      await waitFor("2000 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 2000, 30_000);
+      expect(await agent.stop()).toBe(0);
+      const seqs = (await consumeAll(cluster.bootstrap, "logs")).map(seqOf);
+      expect(coverage(seqs, 1, 2000).missing).toEqual([]);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      expect(agent.entries().some((e) => /delivers again after \d+ failed attempts/.test(e.msg))).toBe(true);
+    });
+  }, 60_000);
+
+  test("retryable produce errors are retried and delivered; MESSAGE_TOO_LARGE goes to the dead-letter file", async () => {
+    await withCluster([{ name: "logs", partitions: 1 }], async (cluster) => {
+      const dir = caseDir();
+      const journal = join(dir, "journal");
+      await writeJournal(journal, sequenceEntries(1, 50));
+      await cluster.command("errors Produce 3 REQUEST_TIMED_OUT NOT_ENOUGH_REPLICAS LEADER_NOT_AVAILABLE");
+      const config = writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs" });
+      let agent = new RunningAgent(config);
+      await waitFor("50 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 50, 30_000);
+      expect(await agent.stop()).toBe(0);
+      // The first failure is logged (later ones are rate-limited), and recovery reports all three attempts.
+      expect(agent.entries().some((e) => e.level === "error" && e.msg.includes("(REQUEST_TIMED_OUT)"))).toBe(true);
+      expect(agent.entries().some((e) => /delivers again after 3 failed attempts/.test(e.msg))).toBe(true);
+      expect(coverage((await consumeAll(cluster.bootstrap, "logs")).map(seqOf), 1, 50)).toEqual({ missing: [], duplicates: 0 });
+      expect(readDeadLetters(dir)).toEqual([]);
+
+      // Three refusals: the batch's request, then its first two messages sent alone.
+      await cluster.command("errors Produce 3 MESSAGE_TOO_LARGE");
+      await writeJournal(journal, sequenceEntries(51, 20));
+      agent = new RunningAgent(config);
+      await waitFor("the rest of the batch", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 68, 30_000);
+      expect(await agent.stop()).toBe(0);
+      const letters = readDeadLetters(dir);
+      expect(letters.map((l) => Number(l.record.SEQ))).toEqual([51, 52]);
+      expect(letters[0]!.reason).toBe("Kafka refused it: MESSAGE_TOO_LARGE");
+      expect((await consumeAll(cluster.bootstrap, "logs")).map(seqOf)).toEqual([...range(1, 50), ...range(53, 18)]);
+    });
+  }, 60_000);
+
+  test("a message over max_message_bytes is dead-lettered without being sent; its neighbours are delivered", async () => {
+    await withCluster([{ name: "logs", partitions: 1 }], async (cluster) => {
+      const dir = caseDir();
+      const journal = join(dir, "journal");
+      await writeJournal(journal, sequenceEntries(1, 10, { extra: (seq) => (seq === 5 ? [["BIG", "x".repeat(1_500_000)]] : []) }));
+      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs" }));
+      await waitFor("9 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 9, 30_000);
+      await waitFor("the dead letter", () => readDeadLetters(dir).length === 1, 10_000);
+      expect(await agent.stop()).toBe(0);
+      expect((await consumeAll(cluster.bootstrap, "logs")).map(seqOf)).toEqual([1, 2, 3, 4, 6, 7, 8, 9, 10]);
+      expect(readDeadLetters(dir)[0]!.reason).toMatch(/over max_message_bytes \(1000000\)/);
+      expect(agent.entries().some((e) => e.level === "warn" && /refused 1 records permanently/.test(e.msg))).toBe(true);
+    });
+  }, 60_000);
+});
