@@ -10,7 +10,8 @@ import type { LogRecord } from "../src/core/record.ts";
 import { compileTemplate, type Template } from "../src/core/template.ts";
 import { Logger } from "../src/observe/log.ts";
 import { Metrics } from "../src/observe/metrics.ts";
-import { validateConfig } from "../src/config/load.ts";
+import { loadConfigText, validateConfig } from "../src/config/load.ts";
+import { saslOptions, tlsOptions } from "../src/sinks/kafka/client.ts";
 import type { ProduceClient } from "../src/sinks/kafka/client.ts";
 import { encodeValue, murmur2, partitionFor, toMessage, type OutgoingMessage } from "../src/sinks/kafka/codec.ts";
 import { kafkaSinkConfig } from "../src/sinks/kafka/config.ts";
@@ -182,5 +183,30 @@ describe("kafka sink delivery logic", () => {
     const result = await sink.send(new Batch("journal", 0, [record(1, { T: "logs", K: "a" })], 100, ["k"], () => {}));
     expect(result.status).toBe("retry");
     expect(result.status === "retry" && (result.error as Error).message).toMatch(/TOPIC_AUTHORIZATION_FAILED.*grant the agent's principal WRITE/);
+  });
+});
+
+describe("TLS and SASL options (the mock cluster is plaintext only, so these are checked as the options kafkajs gets)", () => {
+  test("tls reads the CA, certificate and key files and maps verify", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "nagare-tls-"));
+    for (const f of ["ca.pem", "cert.pem", "key.pem"]) writeFileSync(join(dir, f), `-----BEGIN ${f}-----\n`);
+    const config = kafkaSinkConfig.parse({ type: "kafka", inputs: ["j"], brokers: ["b:9093"], topic: "t", tls: { ca: join(dir, "ca.pem"), cert: join(dir, "cert.pem"), key: join(dir, "key.pem"), verify: false, servername: "kafka.internal" } });
+    expect(tlsOptions(config)).toEqual({ ca: ["-----BEGIN ca.pem-----\n"], cert: "-----BEGIN cert.pem-----\n", key: "-----BEGIN key.pem-----\n", rejectUnauthorized: false, servername: "kafka.internal" });
+    expect(tlsOptions(kafkaSinkConfig.parse({ type: "kafka", inputs: ["j"], brokers: ["b:9093"], topic: "t" }))).toBeUndefined();
+    expect(tlsOptions(kafkaSinkConfig.parse({ type: "kafka", inputs: ["j"], brokers: ["b:9093"], topic: "t", tls: {} }))?.rejectUnauthorized).toBe(true);
+  });
+
+  test("sasl takes its password from the environment through ${VAR}", () => {
+    const text = `sources: {j: {type: journald}}\nsinks:\n  k: {type: kafka, inputs: [j], brokers: ["b:9092"], topic: t, sasl: {mechanism: scram-sha-512, username: nagare, password: "\${KAFKA_PASSWORD}"}}\n`;
+    const loaded = loadConfigText(text, "x.yaml", { KAFKA_PASSWORD: "s3cret" });
+    expect(loaded.ok).toBe(true);
+    const sink = loaded.ok ? loaded.config.sinks.k : undefined;
+    expect(sink?.type === "kafka" && saslOptions(sink)).toEqual({ mechanism: "scram-sha-512", username: "nagare", password: "s3cret" });
+    const missing = loadConfigText(text, "x.yaml", {});
+    expect(missing.ok ? [] : missing.problems).toEqual(["sinks.k.sasl.password: environment variable KAFKA_PASSWORD is not set (use ${KAFKA_PASSWORD:-default} for a default)"]);
+    expect(validateConfig({ sources: { j: { type: "journald" } }, sinks: { k: { type: "kafka", inputs: ["j"], brokers: ["b:9092"], topic: "t", sasl: { mechanism: "gssapi", username: "u", password: "p" } } } }).ok).toBe(false);
   });
 });

@@ -129,4 +129,19 @@ describe("journal to Kafka", () => {
       expect(agent.entries().some((e) => e.level === "warn" && /refused 1 records permanently/.test(e.msg))).toBe(true);
     });
   }, 60_000);
+
+  test("an unknown topic is retried with an ERROR naming the fix, and delivered once the topic exists", async () => {
+    await withCluster([{ name: "logs", partitions: 2 }], async (cluster) => {
+      await cluster.command("topic-error logs UNKNOWN_TOPIC_OR_PARTITION");
+      const dir = caseDir();
+      const journal = join(dir, "journal");
+      await writeJournal(journal, sequenceEntries(1, 100));
+      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs" }));
+      await waitFor("the ERROR naming the fix", () => agent.entries().some((e) => e.level === "error" && /UNKNOWN_TOPIC_OR_PARTITION.*create the topic/.test(e.msg)), 20_000);
+      await cluster.command("topic-error logs NO_ERROR");
+      await waitFor("100 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 100, 60_000);
+      expect(await agent.stop()).toBe(0);
+      expect(coverage((await consumeAll(cluster.bootstrap, "logs")).map(seqOf), 1, 100)).toEqual({ missing: [], duplicates: 0 });
+    });
+  }, 90_000);
 });

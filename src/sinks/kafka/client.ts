@@ -89,7 +89,8 @@ export class KafkaJsClient implements ProduceClient {
   }
 }
 
-function tlsOptions(config: KafkaSinkConfig) {
+/** kafkajs `ssl` options from the sink config (files are read when the sink is built). */
+export function tlsOptions(config: KafkaSinkConfig) {
   const tls = config.tls;
   if (tls === undefined) return undefined;
   return {
@@ -101,7 +102,7 @@ function tlsOptions(config: KafkaSinkConfig) {
   };
 }
 
-function saslOptions(config: KafkaSinkConfig): SASLOptions | undefined {
+export function saslOptions(config: KafkaSinkConfig): SASLOptions | undefined {
   const sasl = config.sasl;
   if (sasl === undefined) return undefined;
   return { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as SASLOptions;
