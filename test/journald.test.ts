@@ -7,16 +7,11 @@ import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { journalctlExport, parseExport, sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
 import { readJsonLines, RunningAgent } from "./support/agent.ts";
-import { coverage, seqsOf, writeConfig } from "./support/config.ts";
+import { caseDirs, coverage, seqsOf, writeConfig } from "./support/config.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-let n = 0;
-function caseDir(): string {
-  const dir = join(tmp.path, `case-${++n}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
+const caseDir = caseDirs(tmp.path);
 
 /** Entries that exercise the format: binary values, a value over 64 KiB, repeated fields, text with tabs. */
 function tricky(): ExportField[][] {

@@ -3,26 +3,20 @@
  * topics read back with kcat. Faults are injected through the mock: brokers down, produce errors.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { journalctlExport, parseExport, sequenceEntries, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
 import { RunningAgent } from "./support/agent.ts";
 import { consumeAll, startMockCluster, type KafkaMessage, type MockCluster } from "./support/kafka.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";
-import { coverage } from "./support/config.ts";
+import { caseDirs, coverage, range } from "./support/config.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-let n = 0;
-function caseDir(): string {
-  const dir = join(tmp.path, `case-${++n}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
+const caseDir = caseDirs(tmp.path);
 
 const keyed = (seq: number): ExportField[] => [["K", `k${seq % 10}`]];
 const seqOf = (m: KafkaMessage) => Number(JSON.parse(m.value ?? "{}").SEQ);
-const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
 
 async function withCluster<T>(topics: { name: string; partitions: number }[], fn: (cluster: MockCluster) => Promise<T>): Promise<T> {
   const cluster = await startMockCluster({ brokers: 3, topics });

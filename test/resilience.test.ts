@@ -4,20 +4,15 @@
  * while shipping goes on.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
 import { readJsonLines, RunningAgent } from "./support/agent.ts";
-import { seqsOf, writeConfig } from "./support/config.ts";
+import { caseDirs, range, seqsOf, writeConfig } from "./support/config.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-let n = 0;
-function caseDir(): string {
-  const dir = join(tmp.path, `case-${++n}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
+const caseDir = caseDirs(tmp.path);
 
 async function childrenOf(pid: number): Promise<number[]> {
   const proc = Bun.spawn(["pgrep", "-P", String(pid)], { stdout: "pipe" });
@@ -26,7 +21,6 @@ async function childrenOf(pid: number): Promise<number[]> {
   return text.split("\n").filter(Boolean).map(Number);
 }
 
-const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
 
 describe("journal reader failures", () => {
   test("journalctl killed mid-stream is restarted after the last entry read", async () => {

@@ -4,48 +4,24 @@
  * acknowledged and the position checkpointed) and peak RSS.
  *   bash scripts/bench/journald-kafka.sh [entries] [key-template]
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { memoryOf, sequenceEntries, writeJournal } from "../../test/support/journal.ts";
 import { startMockCluster } from "../../test/support/kafka.ts";
+import { benchJournal, runToCheckpoint } from "./common.ts";
 
-const ROOT = join(import.meta.dir, "..", "..");
 const ENTRIES = Number(process.argv[2] ?? 200_000);
 const KEY = process.argv[3];
-const WORK = join(ROOT, ".bench", `journald-${ENTRIES}`);
-const JOURNAL = join(WORK, "journal");
-
-if (!existsSync(join(WORK, "ready"))) {
-  rmSync(WORK, { recursive: true, force: true });
-  for (let from = 1; from <= ENTRIES; from += 50_000) await writeJournal(JOURNAL, sequenceEntries(from, Math.min(50_000, ENTRIES - from + 1), { messageBytes: 120 }));
-  writeFileSync(join(WORK, "ready"), "");
-}
-const tailProc = Bun.spawn(["journalctl", `--directory=${JOURNAL}`, "--quiet", "--lines=0", "--show-cursor"], { stdout: "pipe" });
-const tail = (await new Response(tailProc.stdout).text()).replace(/^-- cursor: /, "").trim();
-await tailProc.exited;
+const { work, journal, tail } = await benchJournal(ENTRIES);
 
 const runs: { ms: number; hwm: number }[] = [];
 for (let i = 0; i < 3; i++) {
   const cluster = await startMockCluster({ brokers: 3, topics: [{ name: "logs", partitions: 6 }] });
   try {
-    const data = join(WORK, "kafka-data");
-    rmSync(data, { recursive: true, force: true });
-    const config = join(WORK, "kafka.yaml");
+    const data = join(work, "kafka-data");
+    const config = join(work, "kafka.yaml");
     const key = KEY === undefined ? "" : `, key: "${KEY}"`;
-    writeFileSync(config, `data_dir: ${data}\ncheckpoint_interval: 50ms\nsources:\n  journal: { type: journald, directory: ${JOURNAL}, start_at: head }\nsinks:\n  kafka: { type: kafka, inputs: [journal], brokers: [${cluster.brokers.map((b) => `"${b}"`).join(", ")}], topic: logs, acks: all${key} }\n`);
-    const started = performance.now();
-    const agent = Bun.spawn([join(ROOT, "dist", "nagare"), "run", "-c", config], { stdout: "ignore", stderr: "inherit" });
-    const checkpoint = join(data, "checkpoints", "journal.json");
-    let hwm = 0;
-    for (;;) {
-      hwm = memoryOf(agent.pid).hwm;
-      if (existsSync(checkpoint) && JSON.parse(readFileSync(checkpoint, "utf8")).position.cursor === tail) break;
-      if (performance.now() - started > 600_000) throw new Error("the agent did not finish within 10 minutes");
-      await Bun.sleep(10);
-    }
-    runs.push({ ms: performance.now() - started, hwm });
-    agent.kill("SIGTERM");
-    await agent.exited;
+    writeFileSync(config, `data_dir: ${data}\ncheckpoint_interval: 50ms\nsources:\n  journal: { type: journald, directory: ${journal}, start_at: head }\nsinks:\n  kafka: { type: kafka, inputs: [journal], brokers: [${cluster.brokers.map((b) => `"${b}"`).join(", ")}], topic: logs, acks: all${key} }\n`);
+    runs.push(await runToCheckpoint(config, data, tail));
   } finally {
     await cluster.stop();
   }

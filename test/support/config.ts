@@ -1,5 +1,5 @@
 /** Writes agent configs for tests. */
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface TestConfigOptions {
@@ -47,4 +47,19 @@ export function coverage(seqs: number[], from: number, n: number): { missing: nu
   const missing: number[] = [];
   for (let i = 0; i < n; i++) if (!seen[i]) missing.push(from + i);
   return { missing, duplicates };
+}
+
+/** from, from+1, …, from+count-1 */
+export function range(from: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => from + i);
+}
+
+/** A function giving each test case a fresh directory under `root`. */
+export function caseDirs(root: string): () => string {
+  let n = 0;
+  return () => {
+    const dir = join(root, `case-${++n}`);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  };
 }
