@@ -3,6 +3,7 @@
  * topics read back with kcat. Faults are injected through the mock: brokers down, produce errors.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { decode } from "@msgpack/msgpack";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { journalctlExport, parseExport, sequenceEntries, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
@@ -138,4 +139,19 @@ describe("journal to Kafka", () => {
       expect(coverage((await consumeAll(cluster.bootstrap, "logs")).map(seqOf), 1, 100)).toEqual({ missing: [], duplicates: 0 });
     });
   }, 90_000);
+
+  test("msgpack values with gzip compression: binary fields arrive as bytes", async () => {
+    await withCluster([{ name: "packed", partitions: 1 }], async (cluster) => {
+      const dir = caseDir();
+      const journal = join(dir, "journal");
+      await writeJournal(journal, sequenceEntries(1, 200, { extra: (seq) => [["BLOB", new Uint8Array([0xff, 0x00, seq & 0xff])]] }));
+      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "packed", extra: { encoding: "msgpack", compression: "gzip", id_field: true } }));
+      await waitFor("200 messages", async () => (await consumeAll(cluster.bootstrap, "packed")).length >= 200, 30_000);
+      expect(await agent.stop()).toBe(0);
+      const values = (await consumeAll(cluster.bootstrap, "packed")).map((m) => ({ value: decode(m.valueBytes!) as Record<string, unknown>, id: m.headers["nagare-id"] }));
+      expect(values.map((v) => Number(v.value.SEQ))).toEqual(range(1, 200));
+      expect(values[6]!.value.BLOB).toEqual(new Uint8Array([0xff, 0x00, 7]));
+      expect(values[6]!.value._nagare_id).toBe(values[6]!.id);
+    });
+  }, 60_000);
 });
