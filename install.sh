@@ -1,59 +1,128 @@
 #!/bin/sh
-# Installs nagare from a local binary: /usr/local/bin/nagare, and /etc/nagare/nagare.yaml only if absent
-# (an operator's config is never overwritten), validated with `nagare validate`.
+# nagare installer: curl -fsSL <base>/install.sh | sh
 #
-#   sh install.sh --binary dist/nagare [--root DIR]
+#   sh install.sh [--binary FILE] [--root DIR] [--no-start]    install or upgrade
+#   sh install.sh --uninstall [--purge] [--root DIR]            remove binary and unit (--purge: config, data, user)
 #
-# --root DIR installs into a directory tree instead of / (image builds, tests). Run from a checkout without
-# --binary, it builds dist/nagare first. Downloading release binaries, the systemd unit and the service user
-# come with the distribution work.
+# Installs /usr/local/bin/nagare (downloaded from $NAGARE_BASE_URL/nagare-linux-<arch> and checked against
+# the published .sha256, or a local --binary), a `nagare` system user in the groups that read the journal,
+# /etc/nagare/nagare.yaml only if absent (validated), and a hardened systemd unit that is enabled and
+# (re)started where systemd runs. Running it again upgrades the binary and keeps config and checkpoints.
+# --root DIR installs into a directory tree (image builds, tests); nothing is started then.
 set -eu
 
-binary=""
+NAGARE_BASE_URL=${NAGARE_BASE_URL:-https://github.com/nagare-dev/nagare/releases/latest/download}
 root=""
-usage() { echo "usage: install.sh [--binary FILE] [--root DIR]" >&2; exit 2; }
+binary=""
+action=install
+purge=no
+start=yes
+
+say() { printf 'nagare-install: %s\n' "$*"; }
+die() { printf 'nagare-install: error: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,12p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) [ $# -ge 2 ] || usage; binary=$2; shift 2 ;;
-    --root) [ $# -ge 2 ] || usage; root=$2; shift 2 ;;
+    --root) [ $# -ge 2 ] || usage; root=${2%/}; shift 2 ;;
+    --uninstall) action=uninstall; shift ;;
+    --purge) purge=yes; shift ;;
+    --no-start) start=no; shift ;;
     -h|--help) usage ;;
-    *) echo "install.sh: unknown option $1" >&2; usage ;;
+    *) printf 'nagare-install: unknown option %s\n' "$1" >&2; usage ;;
   esac
 done
 
-here=$(cd "$(dirname "$0")" && pwd)
-if [ -z "$binary" ]; then
-  if [ -f "$here/scripts/build.sh" ]; then
-    bash "$here/scripts/build.sh"
-    binary="$here/dist/nagare"
+[ "$(id -u)" -eq 0 ] || die "this installer must run as root (it creates a system user and a systemd unit); try: sudo sh install.sh"
+
+bin_path="$root/usr/local/bin/nagare"
+conf_dir="$root/etc/nagare"
+conf_path="$conf_dir/nagare.yaml"
+data_dir="$root/var/lib/nagare"
+unit_path="$root/etc/systemd/system/nagare.service"
+
+systemd_running() { [ -z "$root" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+detect_platform() {
+  os=$(uname -s)
+  [ "$os" = Linux ] || die "unsupported operating system $os: nagare runs on Linux"
+  machine=${NAGARE_ARCH:-$(uname -m)}
+  case "$machine" in
+    x86_64|amd64|x64) arch=x64 ;;
+    aarch64|arm64) arch=arm64 ;;
+    *) die "unsupported architecture $machine: release binaries exist for x86_64 and aarch64" ;;
+  esac
+}
+
+fetch() { # url file
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --retry 3 --connect-timeout 10 --max-time 300 -o "$2" "$1" || die "download failed: $1"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -T 30 -O "$2" "$1" || die "download failed: $1"
   else
-    echo "install.sh: pass --binary FILE (the nagare binary to install)" >&2
-    exit 2
+    die "neither curl nor wget is installed; install one, or pass --binary FILE"
   fi
-fi
-[ -f "$binary" ] || { echo "install.sh: $binary does not exist" >&2; exit 1; }
-if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
-  echo "install.sh: installing into / needs root (or use --root DIR)" >&2
-  exit 1
-fi
+}
 
-bindir="$root/usr/local/bin"
-confdir="$root/etc/nagare"
-mkdir -p "$bindir" "$confdir"
-tmp="$bindir/.nagare.new.$$"
-cp "$binary" "$tmp"
-chmod 0755 "$tmp"
-"$tmp" version >/dev/null || { rm -f "$tmp"; echo "install.sh: $binary does not run on this machine" >&2; exit 1; }
-mv -f "$tmp" "$bindir/nagare"
-echo "installed $bindir/nagare ($("$bindir/nagare" version))"
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-config="$confdir/nagare.yaml"
-if [ -e "$config" ]; then
-  echo "kept the existing $config"
-else
-  cat > "$config" <<'YAML'
+# Puts the verified binary at $tmp/nagare.
+obtain_binary() {
+  if [ -n "$binary" ]; then
+    [ -f "$binary" ] || die "$binary does not exist"
+    cp "$binary" "$tmp/nagare"
+    if [ -f "$binary.sha256" ]; then
+      expected=$(cut -d' ' -f1 < "$binary.sha256")
+      [ "$(sha256_of "$tmp/nagare")" = "$expected" ] || die "checksum mismatch: $binary does not match $binary.sha256; refusing to install it"
+      say "verified $binary against $binary.sha256"
+    fi
+    return
+  fi
+  name="nagare-linux-$arch"
+  fetch "$NAGARE_BASE_URL/$name" "$tmp/nagare"
+  fetch "$NAGARE_BASE_URL/$name.sha256" "$tmp/nagare.sha256"
+  expected=$(cut -d' ' -f1 < "$tmp/nagare.sha256")
+  [ -n "$expected" ] || die "the checksum file $NAGARE_BASE_URL/$name.sha256 is empty"
+  actual=$(sha256_of "$tmp/nagare")
+  [ "$actual" = "$expected" ] || die "checksum mismatch for $NAGARE_BASE_URL/$name: expected $expected, got $actual; refusing to install it"
+  say "downloaded $name and verified its SHA-256"
+}
+
+ensure_user() {
+  prefix=""
+  [ -z "$root" ] || prefix="--prefix $root"
+  if ! grep -q '^nagare:' "$root/etc/group" 2>/dev/null; then
+    # shellcheck disable=SC2086 # $prefix is empty or two words on purpose
+    groupadd $prefix --system nagare || die "cannot create the group nagare"
+  fi
+  groups=""
+  for g in systemd-journal adm; do
+    if grep -q "^$g:" "$root/etc/group" 2>/dev/null; then groups="${groups:+$groups,}$g"; fi
+  done
+  if ! grep -q '^nagare:' "$root/etc/passwd" 2>/dev/null; then
+    # shellcheck disable=SC2086
+    useradd $prefix --system --gid nagare ${groups:+--groups "$groups"} --no-create-home --home-dir /var/lib/nagare \
+      --shell /usr/sbin/nologin --comment "nagare log agent" nagare || die "cannot create the user nagare"
+    say "created the system user nagare${groups:+ (groups: $groups)}"
+  elif [ -n "$groups" ]; then
+    # shellcheck disable=SC2086
+    usermod $prefix --append --groups "$groups" nagare || die "cannot add nagare to $groups"
+  fi
+}
+
+# Numeric ids from the target tree, so --root works without the user existing on this host.
+id_of() { awk -F: -v n="$2" '$1 == n { print $3 }' "$root/etc/$1"; }
+
+write_config() {
+  mkdir -p "$conf_dir"
+  if [ -e "$conf_path" ]; then
+    say "kept the existing $conf_path"
+    return
+  fi
+  cat > "$conf_path" <<'YAML'
 # nagare: follow the local journal from its tail and print records as JSON lines.
-# Replace the console sink with kafka or forward sinks once they are configured.
+# Replace the console sink with a kafka sink (see the README) once your brokers are known.
 data_dir: ${NAGARE_DATA_DIR:-/var/lib/nagare}
 sources:
   journal:
@@ -64,11 +133,126 @@ sinks:
     type: console
     inputs: [journal]
 YAML
-  chmod 0644 "$config"
-  echo "wrote $config"
-fi
-if ! NAGARE_DATA_DIR="${NAGARE_DATA_DIR:-$root/var/lib/nagare}" "$bindir/nagare" validate -c "$config" >/dev/null; then
-  echo "install.sh: $config is not valid (see above); fix it before starting nagare" >&2
-  exit 78
-fi
-echo "validated $config"
+  say "wrote $conf_path"
+}
+
+write_unit() {
+  mkdir -p "$(dirname "$unit_path")"
+  supplementary=""
+  grep -q '^systemd-journal:' "$root/etc/group" 2>/dev/null && supplementary="SupplementaryGroups=systemd-journal"
+  cat > "$unit_path" <<UNIT
+[Unit]
+Description=nagare edge log agent
+Documentation=https://github.com/nagare-dev/nagare
+After=network-online.target systemd-journald.service
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=nagare
+Group=nagare
+$supplementary
+Environment=NAGARE_DATA_DIR=/var/lib/nagare
+ExecStartPre=/usr/local/bin/nagare validate -c /etc/nagare/nagare.yaml
+ExecStart=/usr/local/bin/nagare run -c /etc/nagare/nagare.yaml
+ExecReload=/bin/kill -HUP \$MAINPID
+KillMode=mixed
+TimeoutStopSec=45s
+Restart=always
+RestartSec=2s
+StateDirectory=nagare
+StateDirectoryMode=0750
+LimitNOFILE=65536
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ReadWritePaths=/var/lib/nagare
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  chmod 0644 "$unit_path"
+  say "wrote $unit_path"
+}
+
+install_nagare() {
+  detect_platform
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  obtain_binary
+  chmod 0755 "$tmp/nagare"
+  "$tmp/nagare" version >/dev/null 2>&1 || die "the binary does not run on this machine ($(uname -m))"
+  mkdir -p "$(dirname "$bin_path")"
+  upgrade=no
+  [ -e "$bin_path" ] && upgrade=yes
+  cp "$tmp/nagare" "$bin_path.new"
+  chown 0:0 "$bin_path.new"
+  chmod 0755 "$bin_path.new"
+  mv -f "$bin_path.new" "$bin_path"
+  say "$( [ $upgrade = yes ] && echo upgraded || echo installed ) $bin_path: $("$bin_path" version)"
+
+  ensure_user
+  uid=$(id_of passwd nagare)
+  gid=$(id_of group nagare)
+  mkdir -p "$data_dir"
+  chown "$uid:$gid" "$data_dir"
+  chmod 0750 "$data_dir"
+  write_config
+  chown "0:$gid" "$conf_dir" "$conf_path"
+  chmod 0750 "$conf_dir"
+  chmod 0640 "$conf_path"
+  NAGARE_DATA_DIR=$data_dir "$bin_path" validate -c "$conf_path" >/dev/null ||
+    die "$conf_path is not valid (see above); fix it, then run the installer again"
+  say "validated $conf_path"
+  write_unit
+
+  if systemd_running; then
+    systemctl daemon-reload
+    systemctl enable nagare.service >/dev/null 2>&1
+    if [ "$start" = yes ]; then
+      systemctl restart nagare.service || die "nagare did not start; see: journalctl -u nagare"
+      say "nagare.service is enabled and (re)started; logs: journalctl -u nagare"
+    else
+      say "nagare.service is enabled; start it with: systemctl start nagare"
+    fi
+  else
+    say "systemd is not running here (image build, container or --root): the unit is installed but not started."
+    say "on the running host: systemctl daemon-reload && systemctl enable --now nagare"
+  fi
+}
+
+uninstall_nagare() {
+  if systemd_running; then
+    systemctl disable --now nagare.service >/dev/null 2>&1 || true
+  fi
+  rm -f "$bin_path" "$unit_path"
+  systemd_running && systemctl daemon-reload
+  say "removed $bin_path and $unit_path"
+  if [ "$purge" = yes ]; then
+    rm -rf "$conf_dir" "$data_dir"
+    prefix=""
+    [ -z "$root" ] || prefix="--prefix $root"
+    if grep -q '^nagare:' "$root/etc/passwd" 2>/dev/null; then
+      # shellcheck disable=SC2086
+      userdel $prefix nagare 2>/dev/null || true
+    fi
+    if grep -q '^nagare:' "$root/etc/group" 2>/dev/null; then
+      # shellcheck disable=SC2086
+      groupdel $prefix nagare 2>/dev/null || true
+    fi
+    say "purged $conf_dir, $data_dir and the user nagare"
+  else
+    say "kept $conf_dir and $data_dir (checkpoints); remove them with --uninstall --purge"
+  fi
+}
+
+case "$action" in
+  install) install_nagare ;;
+  uninstall) uninstall_nagare ;;
+esac

@@ -11,11 +11,13 @@
 #   librdkafka-dev gcc make pkg-config
 #                           the Kafka mock-cluster harness in test/ is built against rdkafka_mock.h
 #   kcat                    reads Kafka topics back in tests
-#   (and ShellCheck)        lints scripts/*.sh
+#   ShellCheck (package shellcheck)  lints install.sh and scripts/*.sh
+#   curl coreutils util-linux passwd
+#                           install.sh (download, sha256sum, useradd) and its tests (setpriv); stdbuf speeds journalctl
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck)
+PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd)
 
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }

@@ -1,54 +1,212 @@
-/** install.sh with a local binary into a --root tree: files and modes, config kept on a second run, shellcheck. */
-import { afterAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+/**
+ * install.sh against a local HTTP server serving a release directory, into --root trees: files, modes and
+ * owners; a tampered binary refused; upgrade keeps an edited config; --uninstall and --purge; the unit passes
+ * systemd-analyze verify; shellcheck; and the installed binary with the installed config ships a real journal.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir } from "./support/journal.ts";
-import { ROOT } from "./support/agent.ts";
+import type { Server } from "bun";
+import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { ROOT, RunningAgent } from "./support/agent.ts";
+import { loadConfigText } from "../src/config/load.ts";
 
 const tmp = tempDir();
-afterAll(() => tmp.cleanup());
+let server: Server;
+let base = "";
+const releases = join(tmp.path, "releases");
 
-async function sh(args: string[]): Promise<{ code: number; out: string }> {
-  const proc = Bun.spawn(args, { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+async function sh(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
+  const proc = Bun.spawn(args, { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 120_000);
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
   return { code, out: out + err };
 }
 
-test("shellcheck install.sh", async () => {
-  const r = await sh(["shellcheck", "install.sh"]);
-  expect(r.out).toBe("");
-  expect(r.code).toBe(0);
+/** A target tree with the account files of a minimal Debian system (useradd --prefix edits them). */
+function targetRoot(name: string): string {
+  const root = join(tmp.path, name);
+  mkdirSync(join(root, "etc"), { recursive: true });
+  writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
+  writeFileSync(join(root, "etc/group"), "root:x:0:\nadm:x:4:\nsystemd-journal:x:101:\n");
+  writeFileSync(join(root, "etc/shadow"), "root:*:19000:0:99999:7:::\n", { mode: 0o640 });
+  writeFileSync(join(root, "etc/gshadow"), "root:*::\nadm:*::\nsystemd-journal:!::\n", { mode: 0o640 });
+  return root;
+}
+
+const install = (root: string, extra: string[] = [], from = "good") => sh(["sh", "install.sh", "--root", root, ...extra], { NAGARE_BASE_URL: `${base}/${from}` });
+const nameOf = (root: string, file: "passwd" | "group", id: number) =>
+  readFileSync(join(root, "etc", file), "utf8").split("\n").map((l) => l.split(":")).find((f) => Number(f[2]) === id)?.[0];
+const owner = (root: string, path: string) => {
+  const st = statSync(join(root, path));
+  return `${nameOf(root, "passwd", st.uid)}:${nameOf(root, "group", st.gid)} ${(st.mode & 0o777).toString(8)}`;
+};
+
+beforeAll(async () => {
+  const release = await sh(["bash", "scripts/release.sh"]);
+  expect(release.code).toBe(0);
+  for (const dir of ["good", "tampered"]) mkdirSync(join(releases, dir), { recursive: true });
+  for (const f of ["nagare-linux-x64", "nagare-linux-x64.sha256"]) {
+    copyFileSync(join(ROOT, "dist", f), join(releases, "good", f));
+    copyFileSync(join(ROOT, "dist", f), join(releases, "tampered", f));
+  }
+  const bytes = readFileSync(join(releases, "tampered", "nagare-linux-x64"));
+  bytes[bytes.length >> 1] ^= 0xff;
+  writeFileSync(join(releases, "tampered", "nagare-linux-x64"), bytes);
+  server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req) {
+      const path = join(releases, new URL(req.url).pathname);
+      return existsSync(path) && statSync(path).isFile() ? new Response(Bun.file(path)) : new Response("not found", { status: 404 });
+    },
+  });
+  base = `http://127.0.0.1:${server.port}`;
+}, 180_000);
+
+afterAll(() => {
+  server?.stop(true);
+  tmp.cleanup();
 });
 
-test("installs the binary and a validated config into --root, and keeps an edited config", async () => {
-  const build = await sh(["bash", "scripts/build.sh"]);
-  expect(build.code).toBe(0);
-  const root = join(tmp.path, "root");
-  const first = await sh(["sh", "install.sh", "--binary", "dist/nagare", "--root", root]);
-  expect(first.code).toBe(0);
-  const binary = join(root, "usr/local/bin/nagare");
-  const config = join(root, "etc/nagare/nagare.yaml");
-  expect(statSync(binary).mode & 0o777).toBe(0o755);
-  expect(statSync(config).mode & 0o777).toBe(0o644);
-  expect(first.out).toContain(`wrote ${config}`);
-  expect(first.out).toContain(`validated ${config}`);
+describe("install.sh", () => {
+  test("is shellcheck-clean (and so is release.sh)", async () => {
+    const r = await sh(["shellcheck", "install.sh", "scripts/release.sh"]);
+    expect(r.out).toBe("");
+    expect(r.code).toBe(0);
+  });
 
-  const edited = readFileSync(config, "utf8").replace("start_at: tail", "start_at: head");
-  writeFileSync(config, edited);
-  const second = await sh(["sh", "install.sh", "--binary", "dist/nagare", "--root", root]);
-  expect(second.code).toBe(0);
-  expect(second.out).toContain(`kept the existing ${config}`);
-  expect(readFileSync(config, "utf8")).toBe(edited);
-  expect(existsSync(join(root, "usr/local/bin/.nagare.new"))).toBe(false);
-}, 120_000);
+  test("downloads, verifies and installs into --root: binary, user, config, data dir, unit", async () => {
+    const root = targetRoot("fresh");
+    const r = await install(root);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("downloaded nagare-linux-x64 and verified its SHA-256");
+    expect(r.out).toContain("the unit is installed but not started");
+    expect(owner(root, "usr/local/bin/nagare")).toBe("root:root 755");
+    expect(owner(root, "etc/nagare")).toBe("root:nagare 750");
+    expect(owner(root, "etc/nagare/nagare.yaml")).toBe("root:nagare 640");
+    expect(owner(root, "var/lib/nagare")).toBe("nagare:nagare 750");
+    expect(owner(root, "etc/systemd/system/nagare.service")).toBe("root:root 644");
+    expect(readFileSync(join(root, "etc/passwd"), "utf8")).toMatch(/^nagare:x:\d+:\d+:nagare log agent:\/var\/lib\/nagare:\/usr\/sbin\/nologin$/m);
+    expect(readFileSync(join(root, "etc/group"), "utf8")).toMatch(/^systemd-journal:x:101:nagare$/m);
+    const unit = readFileSync(join(root, "etc/systemd/system/nagare.service"), "utf8");
+    for (const line of ["Restart=always", "StateDirectory=nagare", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/nagare", "LimitNOFILE=65536", "User=nagare", "SupplementaryGroups=systemd-journal"]) {
+      expect(unit).toContain(`${line}\n`);
+    }
+    // systemd-analyze verify checks that ExecStart exists on this host: point it at the installed binary.
+    const check = join(tmp.path, "verify");
+    mkdirSync(check, { recursive: true });
+    writeFileSync(join(check, "nagare.service"), unit.replaceAll("/usr/local/bin/nagare", join(root, "usr/local/bin/nagare")));
+    const verify = await sh(["systemd-analyze", "verify", "--man=no", join(check, "nagare.service")]);
+    expect(verify.out).toBe("");
+    expect(verify.code).toBe(0);
+  });
 
-test("refuses a missing binary and an invalid existing config", async () => {
-  const root = join(tmp.path, "bad");
-  expect((await sh(["sh", "install.sh", "--binary", join(tmp.path, "nope"), "--root", root])).code).toBe(1);
-  const ok = await sh(["sh", "install.sh", "--binary", "dist/nagare", "--root", root]);
-  expect(ok.code).toBe(0);
-  writeFileSync(join(root, "etc/nagare/nagare.yaml"), "sources: {}\n");
-  const r = await sh(["sh", "install.sh", "--binary", "dist/nagare", "--root", root]);
-  expect(r.code).toBe(78);
-  expect(r.out).toContain("sources: at least one source is needed");
-}, 120_000);
+  test("a second run upgrades the binary and keeps an edited config and the checkpoints", async () => {
+    const root = targetRoot("upgrade");
+    expect((await install(root)).code).toBe(0);
+    const config = join(root, "etc/nagare/nagare.yaml");
+    const edited = readFileSync(config, "utf8").replace("start_at: tail", "start_at: head");
+    writeFileSync(config, edited);
+    writeFileSync(join(root, "var/lib/nagare/checkpoint-marker"), "kept");
+    const before = statSync(join(root, "usr/local/bin/nagare")).ino;
+    const r = await install(root);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("upgraded");
+    expect(r.out).toContain(`kept the existing ${config}`);
+    expect(statSync(join(root, "usr/local/bin/nagare")).ino).not.toBe(before);
+    expect(readFileSync(config, "utf8")).toBe(edited);
+    expect(readFileSync(join(root, "var/lib/nagare/checkpoint-marker"), "utf8")).toBe("kept");
+    expect(readFileSync(join(root, "etc/passwd"), "utf8").match(/^nagare:/gm)?.length).toBe(1);
+  });
+
+  test("a tampered binary is refused and nothing is installed", async () => {
+    const root = targetRoot("tampered");
+    const r = await install(root, [], "tampered");
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/checksum mismatch for .*nagare-linux-x64: expected [0-9a-f]{64}, got [0-9a-f]{64}; refusing to install it/);
+    expect(existsSync(join(root, "usr/local/bin/nagare"))).toBe(false);
+  });
+
+  test("clear errors: download failure, unsupported architecture, not root, invalid existing config", async () => {
+    const missing = await install(targetRoot("missing"), [], "nowhere");
+    expect(missing.code).toBe(1);
+    expect(missing.out).toContain(`download failed: ${base}/nowhere/nagare-linux-x64`);
+    const arch = await sh(["sh", "install.sh", "--root", targetRoot("arch")], { NAGARE_ARCH: "mips", NAGARE_BASE_URL: `${base}/good` });
+    expect(arch.out).toContain("unsupported architecture mips");
+    const user = await sh(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "install.sh", "--root", join(tmp.path, "nobody")]);
+    expect(user.code).toBe(1);
+    expect(user.out).toContain("must run as root");
+    const bad = targetRoot("bad-config");
+    mkdirSync(join(bad, "etc/nagare"), { recursive: true });
+    writeFileSync(join(bad, "etc/nagare/nagare.yaml"), "sources: {}\n");
+    const invalid = await install(bad);
+    expect(invalid.code).toBe(1);
+    expect(invalid.out).toContain("sources: at least one source is needed");
+  });
+
+  test("--uninstall removes binary and unit and keeps data; --purge removes config, data and user", async () => {
+    const root = targetRoot("uninstall");
+    expect((await install(root)).code).toBe(0);
+    const removed = await install(root, ["--uninstall"]);
+    expect(removed.code).toBe(0);
+    expect(existsSync(join(root, "usr/local/bin/nagare"))).toBe(false);
+    expect(existsSync(join(root, "etc/systemd/system/nagare.service"))).toBe(false);
+    expect(existsSync(join(root, "etc/nagare/nagare.yaml"))).toBe(true);
+    expect(existsSync(join(root, "var/lib/nagare"))).toBe(true);
+    const purged = await install(root, ["--uninstall", "--purge"]);
+    expect(purged.code).toBe(0);
+    expect(existsSync(join(root, "etc/nagare"))).toBe(false);
+    expect(existsSync(join(root, "var/lib/nagare"))).toBe(false);
+    expect(readFileSync(join(root, "etc/passwd"), "utf8")).not.toContain("nagare:");
+  });
+
+  test("the installed binary, run with the installed config, ships a real journal", async () => {
+    const root = targetRoot("ships");
+    expect((await install(root)).code).toBe(0);
+    const journal = join(tmp.path, "host-journal");
+    await writeJournal(journal, sequenceEntries(1, 5));
+    // The installed config reads "the host's journal": journalctl on PATH is a wrapper pointing at a real one.
+    const bin = join(tmp.path, "host-bin");
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, "journalctl"), `#!/bin/sh\nexec ${Bun.which("journalctl")} --directory=${journal} "$@"\n`, { mode: 0o755 });
+    const agent = new RunningAgent(join(root, "etc/nagare/nagare.yaml"), {
+      command: [join(root, "usr/local/bin/nagare")],
+      env: { PATH: `${bin}:/usr/bin:/bin`, NAGARE_DATA_DIR: join(root, "var/lib/nagare") },
+      stdout: "pipe",
+    });
+    const lines: string[] = [];
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of agent.stdout) lines.push(...decoder.decode(chunk).split("\n").filter(Boolean));
+    })();
+    await waitFor("the reader at the tail", () => agent.entries().some((e) => /reads the journal from cursor/.test(e.msg)), 20_000);
+    await writeJournal(journal, sequenceEntries(6, 3));
+    await waitFor("3 records on stdout", () => lines.length >= 3, 20_000);
+    expect(await agent.stop()).toBe(0);
+    expect(lines.map((l) => Number(JSON.parse(l).SEQ))).toEqual([6, 7, 8]);
+    expect(existsSync(join(root, "var/lib/nagare/checkpoints/journal.json"))).toBe(true);
+  });
+});
+
+describe("deployment examples", () => {
+  const manifests = ["deploy/kubernetes/daemonset.yaml", "deploy/kubernetes/sidecar.yaml", "deploy/ami/cloud-init.yaml"];
+  test.each(manifests)("the nagare config embedded in %s is valid", (file) => {
+    const text = readFileSync(join(ROOT, file), "utf8");
+    const configs: string[] = [];
+    for (const doc of text.split(/^---$/m)) {
+      const parsed = Bun.YAML.parse(doc) as { data?: Record<string, string>; write_files?: { path: string; content: string }[] } | null;
+      if (parsed?.data?.["nagare.yaml"]) configs.push(parsed.data["nagare.yaml"]);
+      for (const f of parsed?.write_files ?? []) if (f.path.endsWith("nagare.yaml")) configs.push(f.content);
+    }
+    expect(configs.length).toBe(1);
+    const loaded = loadConfigText(configs[0]!, "embedded.yaml", {});
+    expect(loaded.ok ? [] : loaded.problems).toEqual([]);
+  });
+
+  test.each(["deploy/kubernetes/nagare.yaml", "deploy/ami/nagare.yaml"])("%s is valid", (file) => {
+    const loaded = loadConfigText(readFileSync(join(ROOT, file), "utf8"), file, {});
+    expect(loaded.ok ? [] : loaded.problems).toEqual([]);
+  });
+});
