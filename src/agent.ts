@@ -1,15 +1,18 @@
 /**
- * A running agent: one pipeline built from one config, replaced as a whole on reload. SIGHUP re-reads the
- * config file; an invalid one is logged and the running pipeline keeps going.
+ * A running agent: the pipeline built from the config, the HTTP API, and reloads. A reload (SIGHUP or
+ * POST /reload) re-reads the config file; an invalid one is logged and counted, and the running pipeline keeps
+ * going. A valid one is applied in place: sources and sinks whose config did not change keep running; changes
+ * to the buffer or the data directory restart the whole pipeline (drained first).
  */
 import { existsSync } from "node:fs";
 import { loadConfigFile, loadConfigText, type LoadResult } from "./config/load.ts";
 import { DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT } from "./config/default.ts";
 import { environmentProblems } from "./config/environment.ts";
 import type { Config } from "./config/schema.ts";
-import { Pipeline } from "./core/pipeline.ts";
+import { Pipeline, type Reconfiguration } from "./core/pipeline.ts";
 import { describeError } from "./core/errors.ts";
 import { buildSink, buildSource } from "./components.ts";
+import { ApiServer, type HealthReport } from "./observe/api.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 
@@ -20,18 +23,22 @@ export function resolveConfig(path: string | undefined): { origin: string; load:
   return { origin: "(embedded default)", load: () => loadConfigText(EMBEDDED_DEFAULT, "embedded.yaml") };
 }
 
-export function buildPipeline(config: Config, log: Logger, metrics: Metrics): Pipeline {
+function routesOf(config: Config): Map<string, string[]> {
   const routes = new Map<string, string[]>();
   for (const [sinkName, sink] of Object.entries(config.sinks)) {
     for (const input of sink.inputs) routes.set(input, [...(routes.get(input) ?? []), sinkName]);
   }
+  return routes;
+}
+
+export function buildPipeline(config: Config, log: Logger, metrics: Metrics): Pipeline {
   return new Pipeline(
     {
       dataDir: config.data_dir,
       bufferMaxBytes: config.buffer.max_bytes,
       batch: { maxBytes: config.buffer.batch_max_bytes, maxRecords: config.buffer.batch_max_records, timeoutMs: config.buffer.batch_timeout },
       checkpointIntervalMs: config.checkpoint_interval,
-      routes,
+      routes: routesOf(config),
       log,
       metrics,
     },
@@ -40,11 +47,15 @@ export function buildPipeline(config: Config, log: Logger, metrics: Metrics): Pi
   );
 }
 
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
 export class Agent {
   private pipeline: Pipeline;
   private config: Config;
-  private reloading: Promise<void> | undefined;
+  private api: ApiServer | undefined;
+  private reloading: Promise<{ applied: boolean; problems: string[] }> | undefined;
   private readonly failedReloads;
+  private readonly reloads;
 
   constructor(
     private readonly origin: { origin: string; load: () => LoadResult },
@@ -54,12 +65,14 @@ export class Agent {
   ) {
     this.config = config;
     this.pipeline = buildPipeline(config, log, metrics);
-    this.failedReloads = metrics.counter("nagare_config_reload_failures_total", "Reloads refused because the new config is invalid.");
+    this.failedReloads = metrics.counter("nagare_config_reload_failures_total", "Reloads refused because the new config is invalid or could not start.");
+    this.reloads = metrics.counter("nagare_config_reloads_total", "Reloads applied.");
   }
 
   start(): void {
     for (const problem of environmentProblems(this.config)) this.log.warn(`Config check: ${problem}.`);
     this.pipeline.start();
+    this.startApi();
     this.log.info(`nagare is running with ${this.origin.origin}: ${Object.keys(this.config.sources).length} source(s), ${Object.keys(this.config.sinks).length} sink(s).`);
   }
 
@@ -68,16 +81,29 @@ export class Agent {
     return this.pipeline.exhausted;
   }
 
-  /** Re-reads the config; a valid one replaces the pipeline after draining the old one. */
-  reload(): Promise<void> {
+  health(): HealthReport {
+    const maxStall = this.config.health.max_stall;
+    const sinks = this.pipeline.sinkStalls().map((s) => ({
+      sink: s.sink,
+      healthy: s.stalledMs <= maxStall,
+      stalled_seconds: Math.round(s.stalledMs / 100) / 10,
+      ...(s.stalledMs > maxStall ? { reason: `nothing delivered for ${Math.round(s.stalledMs / 1000)} s while records wait${s.lastError ? `: ${s.lastError}` : ""}` } : {}),
+    }));
+    const healthy = sinks.every((s) => s.healthy);
+    return { healthy, body: { status: healthy ? "ok" : "unhealthy", max_stall_seconds: maxStall / 1000, sinks } };
+  }
+
+  /** Re-reads the config and applies it; never throws, never stops the agent. */
+  reload(): Promise<{ applied: boolean; problems: string[] }> {
     this.reloading ??= this.applyReload().finally(() => (this.reloading = undefined));
     return this.reloading;
   }
 
   async stop(): Promise<void> {
     await this.reloading;
+    this.api?.stop();
     const left = await this.pipeline.stop(this.config.shutdown_timeout);
-    const read = sum(this.metrics, "nagare_source_read_records_total", Object.keys(this.config.sources), "source");
+    const read = Object.keys(this.config.sources).reduce((n, s) => n + this.metrics.read("nagare_source_read_records_total", { source: s }), 0);
     if (left > 0) {
       this.log.warn(`nagare stopped with ${left} batch(es) not yet acknowledged; their records were not checkpointed and will be read again on the next start.`);
     } else {
@@ -85,31 +111,78 @@ export class Agent {
     }
   }
 
-  private async applyReload(): Promise<void> {
+  private startApi(): void {
+    this.api?.stop();
+    this.api = undefined;
+    if (this.config.api === false) return;
+    this.api = ApiServer.start(this.config.api.address, { metrics: () => this.metrics.render(), health: () => this.health(), reload: () => this.reload() }, this.log);
+  }
+
+  private async applyReload(): Promise<{ applied: boolean; problems: string[] }> {
     const result = this.origin.load();
     if (!result.ok) {
       this.failedReloads.value++;
       this.log.error(`The reloaded config ${this.origin.origin} is invalid and was not applied; the running config stays in force: ${result.problems.join("; ")}.`);
-      return;
+      return { applied: false, problems: result.problems };
     }
-    this.log.info(`Reloading ${this.origin.origin}: draining the running pipeline.`);
-    const left = await this.pipeline.stop(this.config.shutdown_timeout);
-    if (left > 0) this.log.warn(`${left} batch(es) were not acknowledged before the reload; they will be read again from the saved position.`);
+    const next = result.config;
+    const problems = environmentProblems(next);
+    const inPlace = same(next.data_dir, this.config.data_dir) && same(next.buffer, this.config.buffer) && same(next.checkpoint_interval, this.config.checkpoint_interval);
+    let plan: Reconfiguration | undefined;
     try {
-      this.pipeline = buildPipeline(result.config, this.log, this.metrics);
-      this.pipeline.start();
-      this.config = result.config;
-      this.log.setLevel(result.config.log.level);
-      this.log.info(`Reloaded ${this.origin.origin}.`);
+      plan = inPlace ? this.planReconfiguration(next) : undefined;
+    } catch (err) {
+      // Building the new components failed (e.g. a TLS file went missing): nothing was touched yet.
+      this.failedReloads.value++;
+      this.log.error(`The reloaded config ${this.origin.origin} cannot be applied and the running config stays in force: ${describeError(err)}.`);
+      return { applied: false, problems: [describeError(err)] };
+    }
+    try {
+      if (plan !== undefined) await this.reconfigure(plan);
+      else await this.restart(next);
     } catch (err) {
       this.failedReloads.value++;
-      this.log.error(`The reloaded config could not be started (${describeError(err)}); the previous config is started again.`);
-      this.pipeline = buildPipeline(this.config, this.log, this.metrics);
-      this.pipeline.start();
+      this.log.error(`The reloaded config could not be applied (${describeError(err)}); the previous config is started again.`);
+      await this.restart(this.config).catch((again) => this.log.error(`The previous config could not be started again: ${describeError(again)}.`));
+      return { applied: false, problems: [describeError(err)] };
     }
+    const apiChanged = !same(next.api, this.config.api);
+    this.config = next;
+    this.log.setLevel(next.log.level);
+    if (apiChanged) this.startApi();
+    this.reloads.value++;
+    for (const problem of problems) this.log.warn(`Config check: ${problem}.`);
+    this.log.info(`Reloaded ${this.origin.origin}.`);
+    return { applied: true, problems: [] };
   }
-}
 
-function sum(metrics: Metrics, name: string, values: string[], label: string): number {
-  return values.reduce((total, v) => total + metrics.read(name, { [label]: v }), 0);
+  /** What changes in place: unchanged sources and sinks keep running; the rest is built now (it may throw). */
+  private planReconfiguration(next: Config): Reconfiguration {
+    const keepSources = new Set(Object.keys(next.sources).filter((n) => same(next.sources[n], this.config.sources[n])));
+    const keepSinks = new Set(Object.keys(next.sinks).filter((n) => same(next.sinks[n], this.config.sinks[n])));
+    return {
+      keepSources,
+      keepSinks,
+      addSources: Object.entries(next.sources).filter(([n]) => !keepSources.has(n)).map(([n, c]) => buildSource(n, c)),
+      addSinks: Object.entries(next.sinks).filter(([n]) => !keepSinks.has(n)).map(([n, c]) => buildSink(n, c, this.log, this.metrics)),
+      routes: routesOf(next),
+      drainTimeoutMs: next.shutdown_timeout,
+      rebuildSource: (name) => buildSource(name, next.sources[name]!),
+    };
+  }
+
+  private async reconfigure(plan: Reconfiguration): Promise<void> {
+    await this.pipeline.reconfigure(plan);
+    const changed = [...plan.addSources, ...plan.addSinks].map((c) => c.name);
+    this.log.info(`Reload applied in place; ${changed.length === 0 ? "no component changed" : `started anew: ${changed.join(", ")}`}; the other components kept running.`);
+  }
+
+  /** The buffer or the data directory changed: drain and replace the whole pipeline. */
+  private async restart(next: Config): Promise<void> {
+    this.log.info(`Reloading ${this.origin.origin}: the buffer or data directory changed, so the whole pipeline is drained and restarted.`);
+    const left = await this.pipeline.stop(this.config.shutdown_timeout);
+    if (left > 0) this.log.warn(`${left} batch(es) were not acknowledged before the reload; they will be read again from the saved position.`);
+    this.pipeline = buildPipeline(next, this.log, this.metrics);
+    this.pipeline.start();
+  }
 }

@@ -12,7 +12,7 @@ import { ROOT, RunningAgent } from "./support/agent.ts";
 import { loadConfigText } from "../src/config/load.ts";
 
 const tmp = tempDir();
-let server: Server;
+let server: Server<undefined>;
 let base = "";
 const releases = join(tmp.path, "releases");
 
@@ -52,7 +52,7 @@ beforeAll(async () => {
     copyFileSync(join(ROOT, "dist", f), join(releases, "tampered", f));
   }
   const bytes = readFileSync(join(releases, "tampered", "nagare-linux-x64"));
-  bytes[bytes.length >> 1] ^= 0xff;
+  bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] ?? 0) ^ 0xff;
   writeFileSync(join(releases, "tampered", "nagare-linux-x64"), bytes);
   server = Bun.serve({
     hostname: "127.0.0.1",

@@ -31,6 +31,25 @@ export const configSchema = z
     buffer: bufferConfig,
     checkpoint_interval: duration("How often acknowledged positions are saved.", "1s"),
     shutdown_timeout: duration("On SIGTERM, how long to wait for outstanding acknowledgements.", "30s"),
+    api: z
+      .union([
+        z.literal(false),
+        z.strictObject({
+          address: z
+            .string()
+            .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, "expected host:port")
+            .default("127.0.0.1:24280")
+            .describe("Where the HTTP API listens: GET /metrics (Prometheus), GET /health, POST /reload."),
+        }),
+      ])
+      .prefault({} as never)
+      .describe("The HTTP API; `false` turns it off."),
+    health: z
+      .strictObject({
+        max_stall: duration("A sink with records waiting that delivered nothing for this long makes /health answer 503.", "60s"),
+      })
+      .prefault({} as never)
+      .describe("What /health checks."),
     log: z
       .strictObject({
         level: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Lowest level of the agent's own log."),

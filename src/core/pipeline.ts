@@ -9,18 +9,17 @@
  * yet saved): duplicates after a kill -9 stay within one buffer. The writer runs on the checkpoint timer and
  * early, off the hot path, whenever a quarter of the buffer is waiting for a save.
  */
-import { Backoff, sleep } from "./backoff.ts";
-import { Batch } from "./batch.ts";
-import { Batcher, type BatchLimits } from "./batcher.ts";
-import { AckTracker } from "./ack-tracker.ts";
+import { sleep } from "./backoff.ts";
+import type { Batch } from "./batch.ts";
+import type { BatchLimits } from "./batcher.ts";
+import { MemoryBuffer } from "./buffer.ts";
 import { CheckpointStore } from "./checkpoint-store.ts";
-import type { Sink, Source, SourceContext } from "./component.ts";
+import type { Sink, Source } from "./component.ts";
 import { DeadLetterFile } from "./dead-letter.ts";
 import { describeError, NagareError } from "./errors.ts";
-import { MemoryBuffer } from "./buffer.ts";
 import { MemoryGuard } from "./memory-guard.ts";
-import type { LogRecord } from "./record.ts";
 import { SinkDriver } from "./sink-driver.ts";
+import { SourceLane, type LaneHost } from "./source-lane.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 
@@ -37,67 +36,37 @@ export interface PipelineOptions {
   retryMaxMs?: number;
 }
 
-/** One running source with everything the pipeline keeps for it; it is also the source's context. */
-class SourceLane implements SourceContext {
-  readonly batcher: Batcher;
-  readonly tracker = new AckTracker();
-  readonly log: Logger;
-  finished = false;
-  running: Promise<void> | undefined;
-  /** Bytes of done batches whose position is not saved yet; released from the buffer after the next save. */
-  unsavedBytes = 0;
-  private seq = 0;
-  private readonly readRecords;
-  private readonly readBytes;
-
-  constructor(
-    readonly source: Source,
-    readonly saved: unknown,
-    private readonly pipeline: Pipeline,
-    readonly sinks: readonly SinkDriver[],
-    readonly metrics: Metrics,
-    limits: BatchLimits,
-  ) {
-    this.log = pipeline.log.child({ component: source.name });
-    this.batcher = new Batcher(limits, (records, bytes) => this.seal(records, bytes));
-    const labels = { source: source.name };
-    this.readRecords = metrics.counter("nagare_source_read_records_total", "Records read by the source.", labels);
-    this.readBytes = metrics.counter("nagare_source_read_bytes_total", "Bytes of records read by the source.", labels);
-  }
-
-  emit(record: LogRecord): void {
-    this.readRecords.value++;
-    this.readBytes.value += record.size;
-    this.pipeline.buffer.reserve(record.size);
-    this.batcher.add(record);
-  }
-
-  waitForRoom(): Promise<void> | undefined {
-    return this.pipeline.buffer.waitForRoom();
-  }
-
-  private seal(records: LogRecord[], bytes: number): void {
-    const batch = new Batch(this.source.name, this.seq++, records, bytes, this.sinks.map((d) => d.sink.name), this.pipeline.onBatchDone);
-    this.tracker.register(batch);
-    for (const driver of this.sinks) driver.enqueue(batch);
-  }
+/** A reload that keeps the buffer and checkpoint settings: which components stay, which are new. */
+export interface Reconfiguration {
+  /** Sources and sinks whose config did not change; they keep running. */
+  keepSources: ReadonlySet<string>;
+  keepSinks: ReadonlySet<string>;
+  /** New instances for added or changed components. */
+  addSources: readonly Source[];
+  addSinks: readonly Sink[];
+  routes: ReadonlyMap<string, readonly string[]>;
+  /** How long to wait for outstanding batches before the affected sources are restarted from their checkpoint. */
+  drainTimeoutMs: number;
+  /** A fresh instance of a kept source, for one that must restart from its checkpoint (a stopped source is spent). */
+  rebuildSource(name: string): Source;
 }
 
-export class Pipeline {
+export class Pipeline implements LaneHost {
   readonly buffer: MemoryBuffer;
   readonly log: Logger;
   readonly checkpoints: CheckpointStore;
   private readonly lanes = new Map<string, SourceLane>();
   private readonly drivers = new Map<string, SinkDriver>();
-  private stopping = false;
+  private readonly deadLetters: DeadLetterFile;
+  private routes: ReadonlyMap<string, readonly string[]>;
+  private hold: { promise: Promise<void>; release: () => void } | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointWrite: Promise<void> | undefined;
+  private stopCollecting: () => void = () => {};
   private idleWaiters: (() => void)[] = [];
   private unsavedBytes = 0;
   private readonly earlySaveBytes: number;
   private readonly memory: MemoryGuard;
-  private readonly bufferGauge;
-  private readonly pausedGauge;
 
   constructor(
     private readonly options: PipelineOptions,
@@ -105,6 +74,7 @@ export class Pipeline {
     private readonly sinks: readonly Sink[],
   ) {
     this.log = options.log;
+    this.routes = options.routes;
     this.buffer = new MemoryBuffer(options.bufferMaxBytes, (paused, pausedMs) => {
       if (paused) this.log.limited("info", "buffer-paused", `The buffer is full (${options.bufferMaxBytes} bytes read and not yet acknowledged and saved): reading pauses until it drains to ${this.buffer.resumeBytes} bytes.`);
       else this.log.limited("info", "buffer-resumed", `The buffer drained after ${Math.round(pausedMs)} ms: reading resumes.`);
@@ -112,17 +82,27 @@ export class Pipeline {
     this.earlySaveBytes = Math.max(1, Math.floor(options.bufferMaxBytes / 4));
     this.memory = new MemoryGuard(Math.floor(options.bufferMaxBytes * 1.25), Math.floor(options.bufferMaxBytes / 4));
     this.checkpoints = new CheckpointStore(options.dataDir);
-    const m = options.metrics;
-    m.gauge("nagare_buffer_limit_bytes", "buffer.max_bytes.").value = options.bufferMaxBytes;
-    this.bufferGauge = m.gauge("nagare_buffer_used_bytes", "Bytes of records read and not yet acknowledged.");
-    this.pausedGauge = m.gauge("nagare_buffer_paused", "1 while sources are paused because the buffer is full.");
+    this.deadLetters = new DeadLetterFile(options.dataDir);
   }
 
-  /** Called by every batch once all its sinks settled it. An arrow property: passed around without rebinding. */
-  readonly onBatchDone = (batch: Batch): void => {
-    const lane = this.lanes.get(batch.source);
-    if (lane === undefined) throw new NagareError("INTERNAL", `batch of unknown source ${batch.source}`);
+  /** Loads checkpoints and starts every source and sink. Throws when the data dir is unusable. */
+  start(): void {
+    this.checkpoints.prepare();
+    for (const sink of this.sinks) this.addDriver(sink);
+    for (const source of this.sources) this.addLane(source);
+    this.checkpointTimer = setInterval(() => void this.writeCheckpoints(), this.options.checkpointIntervalMs);
+    this.stopCollecting = this.options.metrics.onCollect(() => this.collect());
+  }
+
+  held(): Promise<void> | undefined {
+    return this.hold?.promise;
+  }
+
+  /** Called by every batch once all its sinks settled it. */
+  batchDone(lane: SourceLane, batch: Batch): void {
+    lane.outstandingBytes -= batch.bytes;
     lane.tracker.complete(batch);
+    if (!this.lanes.has(lane.source.name) || this.lanes.get(lane.source.name) !== lane) return; // retired by a reload
     lane.unsavedBytes += batch.bytes;
     this.unsavedBytes += batch.bytes;
     if (this.unsavedBytes >= this.earlySaveBytes && this.checkpointWrite === undefined) void this.writeCheckpoints();
@@ -132,29 +112,6 @@ export class Pipeline {
       this.idleWaiters = [];
       for (const wake of waiters) wake();
     }
-  };
-
-  /** Loads checkpoints and starts every source and sink. Throws when the data dir is unusable. */
-  start(): void {
-    this.checkpoints.prepare();
-    const deadLetters = new DeadLetterFile(this.options.dataDir);
-    for (const sink of this.sinks) {
-      const driver = new SinkDriver(sink, deadLetters, this.log.child({ component: sink.name }), this.options.metrics, {
-        retryInitialMs: this.options.retryInitialMs ?? 100,
-        retryMaxMs: this.options.retryMaxMs ?? 30_000,
-      });
-      this.drivers.set(sink.name, driver);
-    }
-    for (const source of this.sources) {
-      const saved = this.checkpoints.load(source.name, (path, movedTo, reason) =>
-        this.log.error(`The checkpoint ${path} is unusable (${reason}); it was moved to ${movedTo} and source ${source.name} starts as configured by start_at.`),
-      )?.position;
-      const sinks = (this.options.routes.get(source.name) ?? []).map((name) => this.driverOf(name));
-      const lane = new SourceLane(source, saved, this, sinks, this.options.metrics, this.options.batch);
-      this.lanes.set(source.name, lane);
-      lane.running = this.runSource(lane);
-    }
-    this.checkpointTimer = setInterval(() => void this.writeCheckpoints(), this.options.checkpointIntervalMs);
   }
 
   /** True once every source ended on its own (read-once inputs exhausted) and everything read is done. */
@@ -179,17 +136,51 @@ export class Pipeline {
    * Returns how many batches were still unacknowledged (their records are re-read after a restart).
    */
   async stop(timeoutMs: number): Promise<number> {
-    this.stopping = true;
-    for (const lane of this.lanes.values()) lane.source.stop();
-    await Promise.all([...this.lanes.values()].map((lane) => lane.running));
+    await Promise.all([...this.lanes.values()].map((lane) => lane.stop()));
     await this.drained(timeoutMs);
     const left = this.outstandingBatches();
-    await Promise.all([...this.drivers.values()].map((d) => d.stop()));
-    await Promise.all(this.sinks.map((s) => s.close().catch((err) => this.log.warn(`Sink ${s.name} did not close cleanly: ${describeError(err)}.`))));
+    await Promise.all([...this.drivers.values()].map((d) => this.closeDriver(d)));
     clearInterval(this.checkpointTimer);
+    this.stopCollecting();
     await this.checkpointWrite;
     await this.writeCheckpoints();
     return left;
+  }
+
+  /**
+   * A reload: hold every source (readers pause, nothing is stopped), let outstanding batches drain, replace the
+   * sinks and sources whose config changed, then let the kept sources read on from where they are. A source
+   * whose batches did not drain in time is restarted from its saved checkpoint (its unacknowledged records are
+   * read again: duplicates stay within the in-flight window, nothing is lost).
+   */
+  async reconfigure(change: Reconfiguration): Promise<void> {
+    let release!: () => void;
+    this.hold = { promise: new Promise<void>((resolve) => (release = resolve)), release };
+    try {
+      await this.drained(change.drainTimeoutMs);
+      const restart = [...this.lanes.values()].filter((lane) => !change.keepSources.has(lane.source.name) || lane.tracker.outstandingBatches > 0);
+      await Promise.all([...this.drivers.values()].filter((d) => !change.keepSinks.has(d.sink.name)).map((d) => this.closeDriver(d)));
+      await Promise.all(restart.map((lane) => lane.stop()));
+      await this.writeCheckpoints();
+      for (const lane of restart) this.retireLane(lane);
+      for (const sink of change.addSinks) this.addDriver(sink);
+      this.routes = change.routes;
+      for (const lane of this.lanes.values()) lane.sinks = this.driversFor(lane.source.name);
+      const restarted = restart.filter((lane) => change.keepSources.has(lane.source.name)).map((lane) => change.rebuildSource(lane.source.name));
+      for (const source of [...restarted, ...change.addSources]) this.addLane(source);
+      // A kept source that sealed a batch while the sinks were being swapped may have routed it to a closed
+      // sink: restart it from its checkpoint rather than leave that batch unacknowledged forever.
+      for (const lane of [...this.lanes.values()]) {
+        if (!change.keepSources.has(lane.source.name) || restarted.includes(lane.source) || lane.tracker.outstandingBatches === 0) continue;
+        await lane.stop();
+        await this.writeCheckpoints();
+        this.retireLane(lane);
+        this.addLane(change.rebuildSource(lane.source.name));
+      }
+    } finally {
+      this.hold = undefined;
+      release();
+    }
   }
 
   outstandingBatches(): number {
@@ -198,10 +189,17 @@ export class Pipeline {
     return n;
   }
 
+  /** Per-sink delivery stalls, for /health. */
+  sinkStalls(): { sink: string; stalledMs: number; lastError: string | undefined }[] {
+    const now = performance.now();
+    return [...this.drivers.values()].map((d) => {
+      const { ms, lastError } = d.stall(now);
+      return { sink: d.sink.name, stalledMs: ms, lastError };
+    });
+  }
+
   /** The single checkpoint writer: one write at a time, only for sources whose watermark moved. */
   writeCheckpoints(): Promise<void> {
-    this.bufferGauge.value = this.buffer.usedBytes;
-    this.pausedGauge.value = this.buffer.isPaused ? 1 : 0;
     if (this.checkpointWrite !== undefined) return this.checkpointWrite;
     this.checkpointWrite = this.saveChanged().finally(() => (this.checkpointWrite = undefined));
     return this.checkpointWrite;
@@ -213,7 +211,10 @@ export class Pipeline {
       lane.unsavedBytes = 0;
       const position = lane.tracker.takeChanged() ? lane.source.checkpoint(lane.tracker.watermarks()) : undefined;
       try {
-        if (position !== undefined) await this.checkpoints.save(lane.source.name, lane.source.type, position);
+        if (position !== undefined) {
+          await this.checkpoints.save(lane.source.name, lane.source.type, position);
+          lane.savedAt = performance.now();
+        }
         this.unsavedBytes -= bytes;
         this.buffer.release(bytes);
       } catch (err) {
@@ -226,29 +227,59 @@ export class Pipeline {
     }
   }
 
-  private driverOf(name: string): SinkDriver {
-    const driver = this.drivers.get(name);
-    if (driver === undefined) throw new NagareError("INTERNAL", `route to unknown sink ${name}`);
-    return driver;
+  private addDriver(sink: Sink): void {
+    const driver = new SinkDriver(sink, this.deadLetters, this.log.child({ component: sink.name }), this.options.metrics, {
+      retryInitialMs: this.options.retryInitialMs ?? 100,
+      retryMaxMs: this.options.retryMaxMs ?? 30_000,
+    });
+    this.drivers.set(sink.name, driver);
   }
 
-  /** Runs a source; a source that throws (a bug) is logged and restarted, never taking the agent down. */
-  private async runSource(lane: SourceLane): Promise<void> {
-    const backoff = new Backoff(1000, 30_000);
-    while (!this.stopping) {
-      try {
-        await lane.source.run(lane);
-        if (!this.stopping) {
-          lane.log.info(`Source ${lane.source.name} has read all of its input.`);
-          lane.finished = true;
-          lane.batcher.flush();
-        }
-        return;
-      } catch (err) {
-        lane.log.limited("error", "source-crashed", `Source ${lane.source.name} failed unexpectedly and will be restarted: ${describeError(err)}.`);
-        await sleep(backoff.next());
-      }
+  private async closeDriver(driver: SinkDriver): Promise<void> {
+    this.drivers.delete(driver.sink.name);
+    await driver.stop();
+    await driver.sink.close().catch((err) => this.log.warn(`Sink ${driver.sink.name} did not close cleanly: ${describeError(err)}.`));
+  }
+
+  private addLane(source: Source): void {
+    const saved = this.checkpoints.load(source.name, (path, movedTo, reason) =>
+      this.log.error(`The checkpoint ${path} is unusable (${reason}); it was moved to ${movedTo} and source ${source.name} starts as configured by start_at.`),
+    )?.position;
+    const lane = new SourceLane(source, saved, this, this.driversFor(source.name), this.options.metrics, this.log, this.options.batch);
+    this.lanes.set(source.name, lane);
+    lane.start();
+  }
+
+  /** A lane leaves the pipeline; the buffer bytes of batches it abandons are released (they are re-read). */
+  private retireLane(lane: SourceLane): void {
+    this.lanes.delete(lane.source.name);
+    this.unsavedBytes -= lane.unsavedBytes;
+    this.buffer.release(lane.unsavedBytes + lane.outstandingBytes);
+    lane.unsavedBytes = 0;
+  }
+
+  private driversFor(source: string): SinkDriver[] {
+    return (this.routes.get(source) ?? []).map((name) => {
+      const driver = this.drivers.get(name);
+      if (driver === undefined) throw new NagareError("INTERNAL", `route from ${source} to unknown sink ${name}`);
+      return driver;
+    });
+  }
+
+  /** Gauges read at scrape time. */
+  private collect(): void {
+    const m = this.options.metrics;
+    m.gauge("nagare_buffer_limit_bytes", "buffer.max_bytes: readers pause at this many bytes.").value = this.options.bufferMaxBytes;
+    m.gauge("nagare_buffer_used_bytes", "Bytes of records read and not yet acknowledged and saved.").value = this.buffer.usedBytes;
+    m.gauge("nagare_buffer_paused", "1 while sources are paused because the buffer is full.").value = this.buffer.isPaused ? 1 : 0;
+    m.counter("nagare_buffer_paused_seconds_total", "Seconds sources spent paused because the buffer was full.").value = this.buffer.pausedMs / 1000;
+    const now = performance.now();
+    for (const lane of this.lanes.values()) {
+      const labels = { source: lane.source.name };
+      const waiting = lane.tracker.outstandingBatches > 0 || lane.unsavedBytes > 0;
+      if (!waiting) lane.savedAt = now;
+      m.gauge("nagare_source_checkpoint_age_seconds", "Seconds since the saved position last moved while records were waiting (0 when idle).", labels).value = (now - lane.savedAt) / 1000;
+      m.gauge("nagare_source_outstanding_batches", "Batches read and not yet acknowledged by every sink.", labels).value = lane.tracker.outstandingBatches;
     }
-    lane.batcher.flush();
   }
 }

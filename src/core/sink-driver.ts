@@ -7,9 +7,9 @@ import { Backoff, sleep } from "./backoff.ts";
 import type { Batch } from "./batch.ts";
 import type { Sink, SendResult } from "./component.ts";
 import type { DeadLetterFile, DeadLetter } from "./dead-letter.ts";
-import { describeError } from "./errors.ts";
+import { describeError, NagareError } from "./errors.ts";
 import type { Logger } from "../observe/log.ts";
-import type { Metrics } from "../observe/metrics.ts";
+import { LATENCY_BUCKETS, type Metrics } from "../observe/metrics.ts";
 
 export interface SinkDriverOptions {
   retryInitialMs: number;
@@ -24,6 +24,9 @@ export class SinkDriver {
   private loop: Promise<void> | undefined;
   private readonly backoff: Backoff;
   private readonly counters;
+  private lastProgressAt = performance.now();
+  private busySince = performance.now();
+  private lastError: string | undefined;
 
   constructor(
     readonly sink: Sink,
@@ -35,15 +38,30 @@ export class SinkDriver {
     this.backoff = new Backoff(options.retryInitialMs, options.retryMaxMs);
     const labels = { sink: sink.name };
     this.counters = {
-      sentRecords: metrics.counter("nagare_sink_sent_records_total", "Records acknowledged by the destination.", labels),
-      sentBytes: metrics.counter("nagare_sink_sent_bytes_total", "Bytes (as read) of records acknowledged by the destination.", labels),
-      retries: metrics.counter("nagare_sink_retries_total", "Batches sent again after a failed attempt.", labels),
+      sentRecords: metrics.counter("nagare_sink_sent_records_total", "Records handed to the destination, counting every attempt.", labels),
+      ackedRecords: metrics.counter("nagare_sink_acknowledged_records_total", "Records the destination acknowledged.", labels),
+      ackedBytes: metrics.counter("nagare_sink_acknowledged_bytes_total", "Bytes (buffer accounting) of records the destination acknowledged.", labels),
+      retriedRecords: metrics.counter("nagare_sink_retried_records_total", "Records sent again after a failed attempt.", labels),
+      retries: metrics.counter("nagare_sink_retries_total", "Failed delivery attempts that are sent again.", labels),
       deadLettered: metrics.counter("nagare_sink_dead_lettered_records_total", "Records refused permanently and written to the dead-letter file.", labels),
       queued: metrics.gauge("nagare_sink_queued_batches", "Batches waiting for or in delivery.", labels),
+      inFlight: metrics.gauge("nagare_sink_in_flight_batches", "Batches being sent right now.", labels),
+      latency: metrics.histogram("nagare_sink_ack_latency_seconds", "Time from a batch being sealed to its acknowledgement.", LATENCY_BUCKETS, labels),
+      errors: (code: string) => metrics.counter("nagare_sink_errors_total", "Failed delivery attempts by error code.", { ...labels, code }),
     };
   }
 
+  /**
+   * How long the sink has had work without delivering any of it, in ms (0 when idle or progressing), and the
+   * last error — what /health reports.
+   */
+  stall(now = performance.now()): { ms: number; lastError: string | undefined } {
+    const busy = this.head < this.queue.length;
+    return { ms: busy ? now - Math.max(this.lastProgressAt, this.busySince) : 0, lastError: this.lastError };
+  }
+
   enqueue(batch: Batch): void {
+    if (this.head === this.queue.length) this.busySince = performance.now();
     this.queue.push(batch);
     this.counters.queued.value++;
     this.loop ??= this.run();
@@ -87,14 +105,21 @@ export class SinkDriver {
   private async deliver(batch: Batch, signal: AbortSignal): Promise<boolean> {
     for (;;) {
       let result: SendResult;
+      this.counters.inFlight.value = 1;
+      this.counters.sentRecords.value += batch.records.length;
       try {
         result = await this.sink.send(batch, signal);
       } catch (err) {
         result = { status: "retry", error: err };
+      } finally {
+        this.counters.inFlight.value = 0;
       }
       if (result.status !== "retry") return this.settle(batch, result, signal);
       if (signal.aborted) return false;
+      this.lastError = describeError(result.error);
+      this.counters.errors(result.error instanceof NagareError ? result.error.code : "UNKNOWN").value++;
       this.counters.retries.value++;
+      this.counters.retriedRecords.value += batch.records.length;
       const delay = this.backoff.next();
       this.log.limited("error", "send-failed", `Sink ${this.sink.name} could not deliver a batch of ${batch.records.length} records from ${batch.source} and will send it again in ${Math.round(delay)} ms: ${describeError(result.error)}.`, { attempt: this.backoff.attempts });
       await sleep(delay, signal);
@@ -110,8 +135,11 @@ export class SinkDriver {
       this.log.info(`Sink ${this.sink.name} delivers again after ${this.backoff.attempts} failed attempts.`);
       this.backoff.reset();
     }
-    this.counters.sentRecords.value += batch.records.length - letters.length;
-    this.counters.sentBytes.value += batch.bytes;
+    this.counters.ackedRecords.value += batch.records.length - letters.length;
+    this.counters.ackedBytes.value += batch.bytes;
+    this.counters.latency.observe((performance.now() - batch.sealedAt) / 1000);
+    this.lastProgressAt = performance.now();
+    this.lastError = undefined;
     batch.ack.settle(this.sink.name, result.status);
     return true;
   }

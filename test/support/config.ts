@@ -11,6 +11,8 @@ export interface TestConfigOptions {
   extraSinks?: Record<string, Record<string, unknown>>;
   idField?: boolean;
   shutdownTimeout?: string;
+  /** The HTTP API address; off unless given (tests run agents side by side). */
+  api?: string;
 }
 
 /** A config with one journald source `journal` and one file sink `out`; returns its path. */
@@ -20,6 +22,7 @@ export function writeConfig(o: TestConfigOptions, name = "nagare.json"): string 
     buffer: { max_bytes: o.maxBytes ?? "8MiB", batch_max_bytes: "256KiB", batch_timeout: "50ms" },
     checkpoint_interval: o.checkpointInterval ?? "200ms",
     shutdown_timeout: o.shutdownTimeout ?? "10s",
+    api: o.api === undefined ? false : { address: o.api },
     log: { level: "info" },
     sources: { journal: { type: "journald", ...o.source } },
     sinks: { out: { type: "file", inputs: ["journal"], path: o.out ?? join(o.dir, "out.jsonl"), id_field: o.idField ?? false }, ...o.extraSinks },

@@ -16,6 +16,7 @@ export function writeKafkaConfig(o: {
     buffer: { max_bytes: o.maxBytes ?? "8MiB", batch_timeout: "50ms" },
     checkpoint_interval: "200ms",
     shutdown_timeout: "10s",
+    api: false,
     sources: { journal: { type: "journald", directory: o.journal, start_at: "head" } },
     sinks: {
       kafka: {

@@ -47,7 +47,7 @@ export class KafkaSink implements Sink {
   ) {
     this.topic = compiled(config.topic);
     this.key = config.key === undefined ? undefined : compiled(config.key);
-    this.errors = (kind: string) => metrics.counter("nagare_sink_errors_total", "Failed delivery attempts by error kind.", { sink: name, kind });
+    this.errors = (error: string) => metrics.counter("nagare_kafka_errors_total", "Failed Kafka requests by Kafka error name.", { sink: name, error });
   }
 
   async send(batch: Batch): Promise<SendResult> {
