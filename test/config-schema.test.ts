@@ -7,7 +7,8 @@
  * 2020-12 (ajv/dist/2020), so "passes here" means "passes there"; ajv-formats supplies the `uri` format.
  */
 import { describe, expect, spyOn, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
@@ -39,6 +40,17 @@ function errorsOf(tree: unknown): string[] {
 
 test("the README configuration reference is generated from the current schema", () => {
   expect(checkReadme()).toBeUndefined();
+});
+
+test("a stale reference is reported", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nagare-readme-"));
+  try {
+    const stale = join(dir, "README.md");
+    writeFileSync(stale, readFileSync(join(ROOT, "README.md"), "utf8").replace("| `data_dir` |", "| `data_directory` |"));
+    expect(checkReadme(stale)).toMatch(/configuration reference is out of date.*gen-config-reference\.ts/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("`nagare schema` prints the schema as JSON", () => {

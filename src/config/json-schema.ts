@@ -70,7 +70,7 @@ export function configJsonSchema(): JsonSchema {
     description: "The nagare configuration file (YAML or JSON), with values as they are after ${VAR} expansion.",
     $comment: NOT_EXPRESSIBLE,
     ...rest,
-    $defs: DEFS,
+    $defs: structuredClone(DEFS), // a fresh copy: callers may edit what they get
   };
   patchRecord(child(schema, "properties", "sources"), "source");
   patchRecord(child(schema, "properties", "sinks"), "sink");

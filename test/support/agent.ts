@@ -22,6 +22,12 @@ export async function runCli(args: string[], env: Record<string, string> = {}, c
   return { code, stdout, stderr };
 }
 
+const alive = new Set<RunningAgent>();
+// An agent left behind by a failed test must not hold ports or journals for the next one.
+process.on("exit", () => {
+  for (const agent of alive) agent.kill("SIGKILL");
+});
+
 /** A running `nagare run`; its stderr (the agent's JSON log) is collected in `log`. */
 export class RunningAgent {
   readonly log: string[] = [];
@@ -38,6 +44,8 @@ export class RunningAgent {
       stderr: "pipe",
     }) as Subprocess<"ignore", "pipe" | "ignore", "pipe">;
     this.logDone = this.collect();
+    alive.add(this);
+    void this.proc.exited.then(() => alive.delete(this));
   }
 
   get pid(): number {

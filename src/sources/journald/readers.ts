@@ -50,17 +50,19 @@ export function journalctlArgs(o: JournalctlOptions): string[] {
  * used because it races with journal files that appear after it started.
  */
 export async function tailCursor(o: Omit<JournalctlOptions, "cursor">, timeoutMs: number): Promise<string | undefined> {
-  const args = [o.program, "--merge", "--quiet", "--lines=0", "--show-cursor", "--no-pager"];
+  const args = [o.program, "--merge", "--lines=0", "--show-cursor", "--no-pager"];
   if (o.directory !== undefined) args.push(`--directory=${o.directory}`);
   args.push(...o.matches);
   const proc = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, SYSTEMD_COLORS: "0", LC_ALL: "C" } });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   const [out, err, status] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
-  if (status !== 0) {
-    throw new NagareError("SOURCE_FAILED", `journalctl could not find the end of the journal (status ${status}): ${err.trim() || "no message"}`, { retryable: true });
-  }
-  return /^-- cursor: (.+)$/m.exec(out)?.[1];
+  const cursor = /^-- cursor: (.+)$/m.exec(out)?.[1];
+  if (cursor !== undefined) return cursor;
+  // An empty journal, or none at all yet (a fresh host, a directory journald has not written to): follow from
+  // the head, which is where the first entry will appear. journalctl exits 1 for these.
+  if (/No journal files were found|-- No entries --/.test(out + err)) return undefined;
+  throw new NagareError("SOURCE_FAILED", `journalctl could not find the end of the journal (status ${status}): ${err.trim() || out.trim() || "no message"}`, { retryable: true });
 }
 
 /**
