@@ -7,6 +7,8 @@ import { Command } from "commander";
 import pkg from "../package.json" with { type: "json" };
 import { Agent, resolveConfig } from "./agent.ts";
 import { environmentProblems } from "./config/environment.ts";
+import { probeConfig } from "./config/connect.ts";
+import { printSchema } from "./config/json-schema.ts";
 import type { Config } from "./config/schema.ts";
 import { CheckpointStore } from "./core/checkpoint-store.ts";
 import { describeError } from "./core/errors.ts";
@@ -57,12 +59,16 @@ async function run(options: { config?: string }): Promise<void> {
   }, 250);
 }
 
-function validate(options: { config?: string }): void {
+async function validate(options: { config?: string; connect?: boolean }): Promise<void> {
   const { config, origin } = loadOrExit(options.config);
   const problems = environmentProblems(config);
   for (const problem of problems) process.stderr.write(`${problem}\n`);
   if (problems.length > 0) process.exit(EX_CONFIG);
   process.stdout.write(`${origin.origin}: valid (${Object.keys(config.sources).length} source(s), ${Object.keys(config.sinks).length} sink(s))\n`);
+  if (!options.connect) return;
+  const probes = await probeConfig(config);
+  for (const probe of probes) (probe.ok ? process.stdout : process.stderr).write(`${probe.line}\n`);
+  if (probes.some((p) => !p.ok)) process.exit(EX_CONFIG);
 }
 
 function checkpoints(options: { config?: string; json?: boolean }): void {
@@ -84,13 +90,19 @@ function checkpoints(options: { config?: string; json?: boolean }): void {
 
 const program = new Command()
   .name("nagare")
-  .description("Edge log agent: the systemd journal to Kafka or Fluentd forward, resumed exactly after the last acknowledged record.")
+  .description("Edge log agent: the systemd journal to Kafka, resumed exactly after the last acknowledged record.")
   .version(pkg.version, "-V, --version", "print the version number");
 
 const configOption = ["-c, --config <file>", "config file (default: /etc/nagare/nagare.yaml if it exists, else the embedded default)"] as const;
 
 program.command("run").description("run the agent until SIGTERM/SIGINT; SIGHUP reloads the config").option(...configOption).action(run);
-program.command("validate").description("check a config without running it; exit 0, or 78 with one line per problem").option(...configOption).action(validate);
+program
+  .command("validate")
+  .description("check a config without running it; exit 0, or 78 with one line per problem")
+  .option(...configOption)
+  .option("--connect", "also probe every broker and gateway (TCP, TLS handshake), one line each")
+  .action(validate);
+program.command("schema").description("print the JSON Schema of the configuration (for editors and CI)").action(printSchema);
 program
   .command("checkpoints")
   .description("print the saved positions of every source")

@@ -1,0 +1,68 @@
+/**
+ * `nagare validate --connect`: a reachability probe of every destination and network source of a config, each
+ * reported on its own line. Kafka brokers get a TCP connection (and the TLS handshake when `tls` is set); a
+ * journal gateway gets an HTTP request for its newest entry. Every probe is bounded by a timeout.
+ */
+import { connect as connectTcp } from "node:net";
+import { connect as connectTls } from "node:tls";
+import { readFileSync } from "node:fs";
+import type { Config } from "./schema.ts";
+import type { TlsConfig } from "./types.ts";
+
+export interface ProbeResult {
+  ok: boolean;
+  line: string;
+}
+
+export async function probeConfig(config: Config, timeoutMs = 5000): Promise<ProbeResult[]> {
+  const probes: Promise<ProbeResult>[] = [];
+  for (const [name, source] of Object.entries(config.sources)) {
+    if (source.type === "journald" && source.url !== undefined) probes.push(probeGateway(`sources.${name}`, source.url, timeoutMs));
+  }
+  for (const [name, sink] of Object.entries(config.sinks)) {
+    if (sink.type !== "kafka") continue;
+    for (const broker of sink.brokers) probes.push(probeTcp(`sinks.${name}: broker ${broker}`, broker, sink.tls, timeoutMs));
+  }
+  return Promise.all(probes);
+}
+
+function probeTcp(what: string, address: string, tls: TlsConfig | undefined, timeoutMs: number): Promise<ProbeResult> {
+  const colon = address.lastIndexOf(":");
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, "");
+  const port = Number(address.slice(colon + 1));
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const done = (ok: boolean, detail: string) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ ok, line: `${what}: ${ok ? "reachable" : "UNREACHABLE"} (${detail})` });
+    };
+    const socket = tls
+      ? connectTls({
+          host,
+          port,
+          servername: tls.servername ?? host,
+          rejectUnauthorized: tls.verify,
+          ca: tls.ca ? readFileSync(tls.ca) : undefined,
+          cert: tls.cert ? readFileSync(tls.cert) : undefined,
+          key: tls.key ? readFileSync(tls.key) : undefined,
+        })
+      : connectTcp({ host, port });
+    const timer = setTimeout(() => done(false, `no answer within ${timeoutMs} ms`), timeoutMs);
+    socket.once(tls ? "secureConnect" : "connect", () => done(true, `${tls ? "TLS handshake" : "TCP connect"} in ${Math.round(performance.now() - started)} ms`));
+    socket.once("error", (err: NodeJS.ErrnoException) => done(false, err.code ?? err.message));
+  });
+}
+
+async function probeGateway(what: string, url: string, timeoutMs: number): Promise<ProbeResult> {
+  try {
+    const response = await fetch(`${url.replace(/\/+$/, "")}/entries`, {
+      headers: { Accept: "application/vnd.fdo.journal", Range: "entries=:-1:1" },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await response.body?.cancel();
+    return { ok: response.ok, line: `${what}: gateway ${url} ${response.ok ? "reachable" : "UNREACHABLE"} (HTTP ${response.status})` };
+  } catch (err) {
+    return { ok: false, line: `${what}: gateway ${url} UNREACHABLE (${(err as Error).message})` };
+  }
+}
