@@ -14,10 +14,11 @@
 #   ShellCheck (package shellcheck)  lints install.sh and scripts/*.sh
 #   curl coreutils util-linux passwd
 #                           install.sh (download, sha256sum, useradd) and its tests (setpriv); stdbuf speeds journalctl
+#   prometheus              promtool checks the /metrics output in tests
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd)
+PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd prometheus)
 
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -80,7 +81,7 @@ done
 for c in journalctl systemd-socket-activate; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing (package systemd)")
 done
-for c in kcat gcc make pkg-config shellcheck; do
+for c in kcat gcc make pkg-config shellcheck promtool curl setpriv stdbuf; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing")
 done
 pkg-config --exists rdkafka 2>/dev/null || problems+=("pkg-config cannot find rdkafka (package librdkafka-dev)")

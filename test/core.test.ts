@@ -156,3 +156,28 @@ describe("backoff", () => {
     expect(b.next()).toBe(100);
   });
 });
+
+describe("the agent's own log", () => {
+  test("JSON lines with levels; repeated messages are rate-limited and report how many were held back", async () => {
+    const { openSync, closeSync } = await import("node:fs");
+    const { Logger } = await import("../src/observe/log.ts");
+    const path = join(mkdtempSync(join(tmpdir(), "nagare-log-")), "log.jsonl");
+    const fd = openSync(path, "w");
+    let now = 1_000_000;
+    const log = new Logger("info", { fd, now: () => now }).child({ component: "kafka" });
+    log.debug("not written at info");
+    for (let i = 0; i < 5; i++) log.limited("error", "send-failed", `attempt ${i} failed`);
+    now += 10_001;
+    log.limited("error", "send-failed", "attempt 5 failed");
+    log.warn("a warning", { bytes: 3 });
+    closeSync(fd);
+    const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.level, l.msg, l.repeated, l.component])).toEqual([
+      ["error", "attempt 0 failed", undefined, "kafka"],
+      ["error", "attempt 5 failed", 4, "kafka"],
+      ["warn", "a warning", undefined, "kafka"],
+    ]);
+    expect(lines[2].bytes).toBe(3);
+    expect(lines[0].ts).toBe(new Date(1_000_000).toISOString());
+  });
+});

@@ -10,6 +10,8 @@ export function writeKafkaConfig(o: {
   key?: string;
   maxBytes?: string;
   extra?: Record<string, unknown>;
+  /** Top-level keys to set or override (api, health, ...). */
+  top?: Record<string, unknown>;
 }): string {
   const config = {
     data_dir: join(o.dir, "data"),
@@ -31,6 +33,7 @@ export function writeKafkaConfig(o: {
       },
     },
   };
+  Object.assign(config, o.top);
   const path = join(o.dir, "nagare.json");
   writeFileSync(path, JSON.stringify(config, null, 2));
   return path;
