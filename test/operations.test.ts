@@ -6,8 +6,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
-import { readJsonLines, RunningAgent } from "./support/agent.ts";
+import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range, seqsOf, writeConfig } from "./support/config.ts";
 import { consumeAll, startMockCluster } from "./support/kafka.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";
@@ -176,4 +176,34 @@ describe("reload", () => {
     expect(duplicates).toBe(0);
     expect(agent.entries().filter((e) => /^Reload applied in place/.test(e.msg)).length).toBe(50);
   }, 180_000);
+});
+
+describe("validate --connect", () => {
+  test("probes every broker and gateway, one line each; an unreachable one exits 78", async () => {
+    const cluster = await startMockCluster({ brokers: 2 });
+    const dir = caseDir();
+    const journal = join(dir, "journal");
+    await writeJournal(journal, sequenceEntries(1, 5));
+    const gateway = await startGatewayd(journal);
+    try {
+      const config = (brokers: string[]) => {
+        const path = join(dir, `connect-${brokers.length}.json`);
+        writeFileSync(path, JSON.stringify({ api: false, sources: { gw: { type: "journald", url: gateway.url } }, sinks: { kafka: { type: "kafka", inputs: ["gw"], brokers, topic: "t" } } }));
+        return path;
+      };
+      const ok = await runCli(["validate", "--connect", "-c", config(cluster.brokers)]);
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toContain(`sources.gw: gateway ${gateway.url} reachable (HTTP 200)`);
+      for (const broker of cluster.brokers) expect(ok.stdout).toMatch(new RegExp(`sinks\\.kafka: broker ${broker}: reachable \\(TCP connect in \\d+ ms\\)`));
+      await cluster.command("down 2");
+      const bad = await runCli(["validate", "--connect", "-c", config([...cluster.brokers, "127.0.0.1:1"])]);
+      expect(bad.code).toBe(78);
+      expect(bad.stderr).toContain(`sinks.kafka: broker ${cluster.brokers[1]}: UNREACHABLE (ECONNREFUSED)`);
+      expect(bad.stderr).toContain("sinks.kafka: broker 127.0.0.1:1: UNREACHABLE (ECONNREFUSED)");
+      expect(bad.stdout).toContain(`sinks.kafka: broker ${cluster.brokers[0]}: reachable`);
+    } finally {
+      await gateway.stop();
+      await cluster.stop();
+    }
+  }, 60_000);
 });

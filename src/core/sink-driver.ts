@@ -39,6 +39,7 @@ export class SinkDriver {
     const labels = { sink: sink.name };
     this.counters = {
       sentRecords: metrics.counter("nagare_sink_sent_records_total", "Records handed to the destination, counting every attempt.", labels),
+      sentBytes: metrics.counter("nagare_sink_sent_bytes_total", "Bytes (buffer accounting) handed to the destination, counting every attempt.", labels),
       ackedRecords: metrics.counter("nagare_sink_acknowledged_records_total", "Records the destination acknowledged.", labels),
       ackedBytes: metrics.counter("nagare_sink_acknowledged_bytes_total", "Bytes (buffer accounting) of records the destination acknowledged.", labels),
       retriedRecords: metrics.counter("nagare_sink_retried_records_total", "Records sent again after a failed attempt.", labels),
@@ -107,6 +108,7 @@ export class SinkDriver {
       let result: SendResult;
       this.counters.inFlight.value = 1;
       this.counters.sentRecords.value += batch.records.length;
+      this.counters.sentBytes.value += batch.bytes;
       try {
         result = await this.sink.send(batch, signal);
       } catch (err) {
