@@ -5,6 +5,7 @@ import { JournaldSource } from "./sources/journald/source.ts";
 import { ConsoleSink } from "./sinks/console/sink.ts";
 import { FileSink } from "./sinks/file/sink.ts";
 import { KafkaSink } from "./sinks/kafka/sink.ts";
+import { ForwardSink } from "./sinks/forward/sink.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 
@@ -23,5 +24,7 @@ export function buildSink(name: string, config: SinkConfig, log: Logger, metrics
       return new FileSink(name, config, log.child({ component: name }));
     case "kafka":
       return new KafkaSink(name, config, log.child({ component: name }), metrics);
+    case "forward":
+      return new ForwardSink(name, config, log.child({ component: name }), metrics);
   }
 }

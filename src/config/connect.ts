@@ -1,13 +1,16 @@
 /**
  * `nagare validate --connect`: a reachability probe of every destination and network source of a config, each
- * reported on its own line. Kafka brokers get a TCP connection (and the TLS handshake when `tls` is set); a
- * journal gateway gets an HTTP request for its newest entry. Every probe is bounded by a timeout.
+ * reported on its own line. Kafka brokers get a TCP connection (and the TLS handshake when `tls` is set);
+ * forward servers get what the sink does (TCP or TLS, and the shared-key handshake); a journal gateway gets an
+ * HTTP request for its newest entry. Every probe is bounded by a timeout.
  */
 import { connect as connectTcp } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { readFileSync } from "node:fs";
 import type { Config } from "./schema.ts";
 import type { TlsConfig } from "./types.ts";
+import type { ForwardServerConfig, ForwardSinkConfig } from "../sinks/forward/config.ts";
+import { ForwardConnection } from "../sinks/forward/connection.ts";
 
 export interface ProbeResult {
   ok: boolean;
@@ -20,8 +23,12 @@ export async function probeConfig(config: Config, timeoutMs = 5000): Promise<Pro
     if (source.type === "journald" && source.url !== undefined) probes.push(probeGateway(`sources.${name}`, source.url, timeoutMs));
   }
   for (const [name, sink] of Object.entries(config.sinks)) {
-    if (sink.type !== "kafka") continue;
-    for (const broker of sink.brokers) probes.push(probeTcp(`sinks.${name}: broker ${broker}`, broker, sink.tls, timeoutMs));
+    if (sink.type === "kafka") {
+      for (const broker of sink.brokers) probes.push(probeTcp(`sinks.${name}: broker ${broker}`, broker, sink.tls, timeoutMs));
+    }
+    if (sink.type === "forward") {
+      for (const server of sink.servers) probes.push(probeForward(`sinks.${name}: server ${server.host}:${server.port}`, server, { ...sink, connect_timeout: Math.min(sink.connect_timeout, timeoutMs) }));
+    }
   }
   return Promise.all(probes);
 }
@@ -52,6 +59,19 @@ function probeTcp(what: string, address: string, tls: TlsConfig | undefined, tim
     socket.once(tls ? "secureConnect" : "connect", () => done(true, `${tls ? "TLS handshake" : "TCP connect"} in ${Math.round(performance.now() - started)} ms`));
     socket.once("error", (err: NodeJS.ErrnoException) => done(false, err.code ?? err.message));
   });
+}
+
+/** A forward server: TCP, TLS and the shared-key handshake, as the sink itself connects. */
+async function probeForward(what: string, server: ForwardServerConfig, sink: ForwardSinkConfig): Promise<ProbeResult> {
+  const started = performance.now();
+  try {
+    const connection = await ForwardConnection.open(server, sink);
+    connection.close();
+    const steps = [sink.tls ? "TLS" : "TCP", ...(sink.shared_key ? ["handshake"] : [])].join(" + ");
+    return { ok: true, line: `${what}: reachable (${steps} in ${Math.round(performance.now() - started)} ms)` };
+  } catch (err) {
+    return { ok: false, line: `${what}: UNREACHABLE (${(err as Error).message})` };
+  }
 }
 
 async function probeGateway(what: string, url: string, timeoutMs: number): Promise<ProbeResult> {

@@ -35,7 +35,7 @@ export function environmentProblems(config: Config): string[] {
       const target = existsSync(sink.path) ? sink.path : dirname(sink.path);
       check(target, `sinks.${name}.path`, constants.W_OK, "cannot write to");
     }
-    if (sink.type === "kafka" && sink.tls !== undefined) {
+    if ((sink.type === "kafka" || sink.type === "forward") && sink.tls !== undefined) {
       for (const key of ["ca", "cert", "key"] as const) {
         const file = sink.tls[key];
         if (file !== undefined) check(file, `sinks.${name}.tls.${key}`, constants.R_OK, "cannot read");

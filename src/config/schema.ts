@@ -8,12 +8,13 @@ import { journaldSourceConfig } from "../sources/journald/config.ts";
 import { consoleSinkConfig } from "../sinks/console/config.ts";
 import { fileSinkConfig } from "../sinks/file/config.ts";
 import { kafkaSinkConfig } from "../sinks/kafka/config.ts";
+import { forwardSinkConfig } from "../sinks/forward/config.ts";
 
 export const sourceConfig = z.discriminatedUnion("type", [journaldSourceConfig]);
-export const sinkConfig = z.discriminatedUnion("type", [consoleSinkConfig, fileSinkConfig, kafkaSinkConfig]);
+export const sinkConfig = z.discriminatedUnion("type", [consoleSinkConfig, fileSinkConfig, kafkaSinkConfig, forwardSinkConfig]);
 
 export const SOURCE_TYPES = ["journald"] as const;
-export const SINK_TYPES = ["console", "file", "kafka"] as const;
+export const SINK_TYPES = ["console", "file", "kafka", "forward"] as const;
 
 const bufferConfig = z
   .strictObject({

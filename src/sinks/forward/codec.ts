@@ -1,0 +1,145 @@
+/**
+ * Fluentd Forward Protocol v1, client side (pure: no sockets).
+ *
+ *   PackedForward           = [ tag, entries, option ]      entries = bin: concatenated msgpack Entry values
+ *   CompressedPackedForward = [ tag, gzip(entries), option ] option.compressed = "gzip"
+ *   Entry                   = [ EventTime, record ]
+ *   EventTime               = ext type 0, 8 bytes: uint32 BE seconds, uint32 BE nanoseconds
+ *   option                  = { "size": entry count, "chunk": base64 id, ["compressed": "gzip"] }
+ *   Ack (server → client)   = { "ack": chunk }
+ *
+ * Handshake, when the server is configured with a shared key:
+ *   HELO (server) = [ "HELO", { "nonce": bin, "auth": salt (bin/str, "" without user auth), "keepalive": bool } ]
+ *   PING (client) = [ "PING", self_hostname, shared_key_salt, hex(sha512(salt + self_hostname + nonce + key)),
+ *                     username, hex(sha512(auth + username + password)) ]
+ *   PONG (server) = [ "PONG", auth_result, reason, server_hostname, hex(sha512(salt + server_hostname + nonce + key)) ]
+ */
+import { gzipSync } from "node:zlib";
+import { Encoder, ExtensionCodec } from "@msgpack/msgpack";
+import type { Fields, LogRecord } from "../../core/record.ts";
+
+/** A record's time as the EventTime extension. */
+export class EventTime {
+  constructor(
+    readonly sec: number,
+    readonly nsec: number,
+  ) {}
+}
+
+export const extensionCodec = new ExtensionCodec();
+extensionCodec.register({
+  type: 0,
+  encode: (value: unknown) => {
+    if (!(value instanceof EventTime)) return null;
+    const bytes = new Uint8Array(8);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, value.sec >>> 0);
+    view.setUint32(4, value.nsec >>> 0);
+    return bytes;
+  },
+  decode: (data: Uint8Array) => {
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    return new EventTime(view.getUint32(0), view.getUint32(4));
+  },
+});
+
+const encoder = new Encoder({ extensionCodec, ignoreUndefined: true });
+
+/**
+ * The entries of one PackedForward message: the records encoded as one msgpack array, whose header is then
+ * dropped — an array's body is exactly the concatenation of its elements. One encoder call per chunk.
+ */
+export function encodeEntries(records: readonly LogRecord[], idField: string | undefined): Uint8Array {
+  const entries = new Array(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    const fields: Fields = idField === undefined ? r.fields : { ...r.fields, [idField]: r.id };
+    entries[i] = [new EventTime(r.timeSec, r.timeNsec), fields];
+  }
+  const packed = encoder.encode(entries);
+  return packed.subarray(arrayHeaderLength(packed[0]!));
+}
+
+function arrayHeaderLength(first: number): number {
+  if (first >= 0x90 && first <= 0x9f) return 1;
+  if (first === 0xdc) return 3;
+  return 5; // 0xdd
+}
+
+export interface ChunkMessage {
+  bytes: Uint8Array;
+  chunk: string;
+  size: number;
+}
+
+export function encodePackedForward(tag: string, entries: Uint8Array, size: number, chunk: string, gzip: boolean): ChunkMessage {
+  const option: Record<string, unknown> = { size, chunk };
+  if (gzip) option.compressed = "gzip";
+  const body = gzip ? gzipSync(entries) : entries;
+  return { bytes: encoder.encode([tag, body, option]).slice(), chunk, size };
+}
+
+/** 16 random bytes, base64: the chunk id Fluentd itself uses. */
+export function newChunkId(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64");
+}
+
+export function sha512Hex(...parts: (string | Uint8Array)[]): string {
+  const hasher = new Bun.CryptoHasher("sha512");
+  for (const part of parts) hasher.update(part);
+  return hasher.digest("hex");
+}
+
+export interface Helo {
+  nonce: Uint8Array;
+  auth: Uint8Array;
+  keepalive: boolean;
+}
+
+/** HELO as the server sent it, or undefined when the message is not a HELO. */
+export function parseHelo(message: unknown): Helo | undefined {
+  if (!Array.isArray(message) || message[0] !== "HELO" || typeof message[1] !== "object" || message[1] === null) return undefined;
+  const options = message[1] as Record<string, unknown>;
+  return { nonce: asBytes(options.nonce), auth: asBytes(options.auth ?? ""), keepalive: options.keepalive !== false };
+}
+
+export interface Credentials {
+  selfHostname: string;
+  sharedKey: string;
+  username: string;
+  password: string;
+}
+
+export function encodePing(helo: Helo, credentials: Credentials, salt: string): Uint8Array {
+  const { selfHostname, sharedKey, username, password } = credentials;
+  const digest = sha512Hex(salt, selfHostname, helo.nonce, sharedKey);
+  const passwordDigest = username === "" ? "" : sha512Hex(helo.auth, username, password);
+  return encoder.encode(["PING", selfHostname, salt, digest, username, passwordDigest]).slice();
+}
+
+/** Checks a PONG: undefined when the server accepted us and proved it knows the shared key, else why not. */
+export function checkPong(message: unknown, helo: Helo, credentials: Credentials, salt: string): string | undefined {
+  if (!Array.isArray(message) || message[0] !== "PONG") return `expected PONG, got ${describe(message)}`;
+  const [, ok, reason, serverHostname, digest] = message as [string, unknown, unknown, unknown, unknown];
+  if (ok !== true) return `the server refused the handshake: ${String(reason || "no reason given")}`;
+  const expected = sha512Hex(salt, String(serverHostname), helo.nonce, credentials.sharedKey);
+  if (digest !== expected) return "the server's PONG digest is wrong: it does not know our shared key (or is not the server we think)";
+  return undefined;
+}
+
+/** The chunk id of an ack response, or undefined when the message is not one. */
+export function parseAck(message: unknown): string | undefined {
+  if (typeof message !== "object" || message === null || Array.isArray(message)) return undefined;
+  const ack = (message as Record<string, unknown>).ack;
+  return typeof ack === "string" ? ack : ack instanceof Uint8Array ? Buffer.from(ack).toString() : undefined;
+}
+
+function asBytes(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  return new TextEncoder().encode(typeof value === "string" ? value : "");
+}
+
+function describe(message: unknown): string {
+  const text = JSON.stringify(message, (_k, v) => (v instanceof Uint8Array ? `<${v.length} bytes>` : v));
+  return text === undefined ? String(message) : text.slice(0, 120);
+}
