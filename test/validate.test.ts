@@ -61,6 +61,9 @@ describe("nagare validate", () => {
     ["kafka acks: none", `${GOOD}  kafka: { type: kafka, inputs: [journal], brokers: ["127.0.0.1:9092"], topic: logs, acks: none }\n`, /^sinks\.kafka\.acks: acks: none cannot gate a cursor/m],
     ["kafka bad template", `${GOOD}  kafka: { type: kafka, inputs: [journal], brokers: ["127.0.0.1:9092"], topic: "logs-{{hostname}}" }\n`, /^sinks\.kafka\.topic: unknown placeholder \{\{hostname\}\}/m],
     ["kafka missing TLS file", `${GOOD}  kafka: { type: kafka, inputs: [journal], brokers: ["127.0.0.1:9093"], topic: logs, tls: { ca: ${dir}/missing-ca.pem } }\n`, /^sinks\.kafka\.tls\.ca: cannot read .*missing-ca\.pem \(ENOENT\)$/m],
+    ["forward sink with no servers", `${GOOD}  fwd: { type: forward, inputs: [journal], servers: [], tag: logs }\n`, /^sinks\.fwd\.servers: needs at least 1 item/m],
+    ["forward user without shared key", `${GOOD}  fwd: { type: forward, inputs: [journal], servers: [{ host: agg }], tag: logs, username: u, password: p }\n`, /^sinks\.fwd\.shared_key: user authentication needs shared_key/m],
+    ["forward only standby servers", `${GOOD}  fwd: { type: forward, inputs: [journal], servers: [{ host: agg, standby: true }], tag: logs }\n`, /^sinks\.fwd\.servers: at least one server must not be standby/m],
     ["unwritable sink directory", GOOD.replace(`path: ${dir}/out.jsonl`, "path: /nonexistent-dir/out.jsonl"), /^sinks\.out\.path: cannot write to \/nonexistent-dir/m],
   ];
 

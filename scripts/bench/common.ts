@@ -6,13 +6,19 @@ import { memoryOf, sequenceEntries, writeJournal } from "../../test/support/jour
 export const ROOT = join(import.meta.dir, "..", "..");
 export const BINARY = join(ROOT, "dist", "nagare");
 
-/** The benchmark journal of `entries` entries (120-byte messages), built once under .bench/, and its tail cursor. */
-export async function benchJournal(entries: number): Promise<{ work: string; journal: string; tail: string }> {
-  const work = join(ROOT, ".bench", `journald-${entries}`);
+/**
+ * The benchmark journal of `entries` entries (120-byte messages and the usual ~20 trusted fields; with
+ * `small`, a 100-byte message and 3 fields), built once under .bench/, and its tail cursor.
+ */
+export async function benchJournal(entries: number, small = false): Promise<{ work: string; journal: string; tail: string }> {
+  const work = join(ROOT, ".bench", `journald-${entries}${small ? "-small" : ""}`);
   const journal = join(work, "journal");
   if (!existsSync(join(work, "ready"))) {
     rmSync(work, { recursive: true, force: true });
-    for (let from = 1; from <= entries; from += 50_000) await writeJournal(journal, sequenceEntries(from, Math.min(50_000, entries - from + 1), { messageBytes: 120 }));
+    for (let from = 1; from <= entries; from += 50_000) {
+      const batch = sequenceEntries(from, Math.min(50_000, entries - from + 1), { messageBytes: small ? 100 : 120 });
+      await writeJournal(journal, small ? batch.map((e) => e.filter(([k]) => ["__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID", "SEQ", "MESSAGE", "PRIORITY"].includes(k))) : batch);
+    }
     writeFileSync(join(work, "ready"), "");
   }
   const proc = Bun.spawn(["journalctl", `--directory=${journal}`, "--quiet", "--lines=0", "--show-cursor"], { stdout: "pipe" });

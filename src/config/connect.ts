@@ -4,7 +4,7 @@
  * forward servers get what the sink does (TCP or TLS, and the shared-key handshake); a journal gateway gets an
  * HTTP request for its newest entry. Every probe is bounded by a timeout.
  */
-import { connect as connectTcp } from "node:net";
+import { connect as connectTcp, isIP } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { readFileSync } from "node:fs";
 import type { Config } from "./schema.ts";
@@ -48,7 +48,7 @@ function probeTcp(what: string, address: string, tls: TlsConfig | undefined, tim
       ? connectTls({
           host,
           port,
-          servername: tls.servername ?? host,
+          servername: tls.servername ?? (isIP(host) ? undefined : host),
           rejectUnauthorized: tls.verify,
           ca: tls.ca ? readFileSync(tls.ca) : undefined,
           cert: tls.cert ? readFileSync(tls.cert) : undefined,

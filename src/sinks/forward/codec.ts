@@ -96,9 +96,17 @@ export interface Helo {
   keepalive: boolean;
 }
 
+/**
+ * Server messages are decoded with raw strings: Fluent Bit sends the nonce as a msgpack str holding 16 random
+ * (not UTF-8) bytes, which a text decoding would corrupt. Map keys stay strings.
+ */
+function text(value: unknown): unknown {
+  return value instanceof Uint8Array ? Buffer.from(value).toString("utf8") : value;
+}
+
 /** HELO as the server sent it, or undefined when the message is not a HELO. */
 export function parseHelo(message: unknown): Helo | undefined {
-  if (!Array.isArray(message) || message[0] !== "HELO" || typeof message[1] !== "object" || message[1] === null) return undefined;
+  if (!Array.isArray(message) || text(message[0]) !== "HELO" || typeof message[1] !== "object" || message[1] === null || message[1] instanceof Uint8Array) return undefined;
   const options = message[1] as Record<string, unknown>;
   return { nonce: asBytes(options.nonce), auth: asBytes(options.auth ?? ""), keepalive: options.keepalive !== false };
 }
@@ -119,11 +127,12 @@ export function encodePing(helo: Helo, credentials: Credentials, salt: string): 
 
 /** Checks a PONG: undefined when the server accepted us and proved it knows the shared key, else why not. */
 export function checkPong(message: unknown, helo: Helo, credentials: Credentials, salt: string): string | undefined {
-  if (!Array.isArray(message) || message[0] !== "PONG") return `expected PONG, got ${describe(message)}`;
-  const [, ok, reason, serverHostname, digest] = message as [string, unknown, unknown, unknown, unknown];
-  if (ok !== true) return `the server refused the handshake: ${String(reason || "no reason given")}`;
-  const expected = sha512Hex(salt, String(serverHostname), helo.nonce, credentials.sharedKey);
-  if (digest !== expected) return "the server's PONG digest is wrong: it does not know our shared key (or is not the server we think)";
+  if (!Array.isArray(message) || text(message[0]) !== "PONG") return `expected PONG, got ${describe(message)}`;
+  const [, ok, reason, serverHostname, digest] = message as [unknown, unknown, unknown, unknown, unknown];
+  if (ok !== true) return `the server refused the handshake: ${String(text(reason) || "no reason given")}`;
+  const hostnameBytes = serverHostname instanceof Uint8Array ? serverHostname : String(serverHostname);
+  const expected = sha512Hex(salt, hostnameBytes, helo.nonce, credentials.sharedKey);
+  if (text(digest) !== expected) return "the server's PONG digest is wrong: it does not know our shared key (or is not the server we think)";
   return undefined;
 }
 

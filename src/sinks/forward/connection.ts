@@ -4,7 +4,7 @@
  * timeout, a wrong or unknown ack, or a protocol error closes the connection and fails every chunk still
  * waiting on it; the sink sends those chunks again, with the same ids, elsewhere or later.
  */
-import { connect as connectTcp, type Socket } from "node:net";
+import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -156,7 +156,7 @@ export class ForwardConnection {
     this.socket.on("error", (err) => this.fail(err));
     void (async () => {
       try {
-        for await (const message of decodeMultiStream(queue, { extensionCodec, maxStrLength: 1 << 20, maxBinLength: 1 << 20 })) this.receive(message);
+        for await (const message of decodeMultiStream(queue, { extensionCodec, rawStrings: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20 })) this.receive(message);
       } catch (err) {
         this.fail(new NagareError("MALFORMED_INPUT", `${this.name} sent bytes that are not msgpack`, { cause: err, retryable: true }));
       }
@@ -207,7 +207,8 @@ function openSocket(server: ForwardServerConfig, config: ForwardSinkConfig): Soc
   return connectTls({
     host: server.host,
     port: server.port,
-    servername: tls.servername ?? server.host,
+    // SNI takes names, not addresses; the certificate check still uses the host.
+    servername: tls.servername ?? (isIP(server.host) ? undefined : server.host),
     rejectUnauthorized: tls.verify,
     ca: tls.ca === undefined ? undefined : readFileSync(tls.ca),
     cert: tls.cert === undefined ? undefined : readFileSync(tls.cert),

@@ -1,0 +1,209 @@
+/**
+ * journal → forward end to end: real journal files, the agent process, and the spec-following forward test
+ * server over TCP (and TLS), misbehaving on demand.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { RunningAgent } from "./support/agent.ts";
+import { caseDirs, coverage, range } from "./support/config.ts";
+import { makeTestCertificates, startForwardServer, type ForwardServer, type ForwardServerOptions } from "./support/forward-server.ts";
+import { writeForwardConfig } from "./support/forward-config.ts";
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+const caseDir = caseDirs(tmp.path);
+const seqs = (server: ForwardServer) => server.events.map((e) => Number(e.record.SEQ));
+
+async function withServer<T>(options: ForwardServerOptions, fn: (server: ForwardServer) => Promise<T>): Promise<T> {
+  const server = await startForwardServer(options);
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function journalOf(dir: string, count: number): Promise<string> {
+  const journal = join(dir, "journal");
+  await writeJournal(journal, sequenceEntries(1, count));
+  return journal;
+}
+
+describe("journal to forward", () => {
+  test("every entry arrives in order as PackedForward with chunk acks, its tag, EventTime and id", async () => {
+    await withServer({}, async (server) => {
+      const dir = caseDir();
+      const journal = await journalOf(dir, 3000);
+      const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }], extra: { id_field: true } }));
+      await server.waitFor(() => server.events.length >= 3000, 30_000);
+      expect(await agent.stop()).toBe(0);
+      expect(seqs(server)).toEqual(range(1, 3000));
+      const first = server.events[0]!;
+      expect(first.tag).toBe("journal.nagare-test");
+      expect(first.mode).toBe("PackedForward");
+      expect(typeof first.record._nagare_id).toBe("string");
+      expect(first.time).toEqual({ sec: Math.floor(Number(first.record.__REALTIME_TIMESTAMP) / 1e6), nsec: (Number(first.record.__REALTIME_TIMESTAMP) % 1e6) * 1000 });
+      expect(server.chunks.every((c) => c.acked)).toBe(true);
+      expect(server.protocolErrors).toEqual([]);
+    });
+  }, 60_000);
+
+  test("gzip sends CompressedPackedForward", async () => {
+    await withServer({}, async (server) => {
+      const dir = caseDir();
+      const journal = await journalOf(dir, 200);
+      const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }], extra: { compress: "gzip" } }));
+      await server.waitFor(() => server.events.length >= 200, 30_000);
+      expect(await agent.stop()).toBe(0);
+      expect(new Set(server.chunks.map((c) => c.mode))).toEqual(new Set(["CompressedPackedForward"]));
+      expect(seqs(server)).toEqual(range(1, 200));
+    });
+  }, 60_000);
+});
+
+describe("handshake", () => {
+  test("shared key with user and password is accepted, against Fluentd's and Fluent Bit's handshakes", async () => {
+    for (const flavour of ["fluentd", "fluent-bit"] as const) {
+      const options = flavour === "fluentd" ? { sharedKey: "s3cret", users: { alice: "pw" }, flavour } : { sharedKey: "s3cret", flavour };
+      await withServer(options, async (server) => {
+        const dir = caseDir();
+        const journal = await journalOf(dir, 100);
+        const auth = flavour === "fluentd" ? { username: "alice", password: "pw" } : {};
+        const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }], extra: { shared_key: "s3cret", self_hostname: "edge-1", ...auth } }));
+        await server.waitFor(() => server.events.length >= 100, 30_000);
+        expect(await agent.stop()).toBe(0);
+        expect(server.handshakes[0]).toMatchObject({ ok: true, clientHostname: "edge-1" });
+        expect(seqs(server)).toEqual(range(1, 100));
+      });
+    }
+  }, 60_000);
+
+  const failures: [string, ForwardServerOptions, Record<string, unknown>, RegExp][] = [
+    ["a wrong shared key", { sharedKey: "right" }, { shared_key: "wrong" }, /refused the handshake: shared_key mismatch/],
+    ["a wrong password", { sharedKey: "k", users: { alice: "pw" } }, { shared_key: "k", username: "alice", password: "nope" }, /refused the handshake: username\/password mismatch/],
+    ["a refusal", { sharedKey: "k", behaviour: { refuse: "maintenance window" } }, { shared_key: "k" }, /refused the handshake: maintenance window/],
+    ["a forged PONG", { sharedKey: "k", behaviour: { badPong: true } }, { shared_key: "k" }, /PONG digest is wrong/],
+  ];
+  for (const [what, serverOptions, sinkOptions, expected] of failures) {
+    const fixable = what === "a refusal" || what === "a forged PONG";
+    test(`${what} is a clear ERROR, retried with backoff${fixable ? ", and delivered once the server is fixed" : ""}`, async () => {
+      await withServer(serverOptions, async (server) => {
+        const dir = caseDir();
+        const journal = await journalOf(dir, 20);
+        const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }], extra: sinkOptions, shutdownTimeout: "1s" }));
+        await waitFor("the ERROR", () => agent.entries().some((e) => e.level === "error" && expected.test(e.msg)), 20_000);
+        expect(server.events.length).toBe(0);
+        expect(server.handshakes.length).toBeGreaterThanOrEqual(1);
+        // The server side is fixed: the agent gets through on its own, without a restart.
+        server.behaviour.refuse = undefined;
+        server.behaviour.badPong = false;
+        if (!fixable) {
+          expect(await agent.stop()).toBe(0);
+          return;
+        }
+        await server.waitFor(() => server.events.length >= 20, 30_000);
+        expect(await agent.stop()).toBe(0);
+        expect(seqs(server)).toEqual(range(1, 20));
+      });
+    }, 60_000);
+  }
+});
+
+describe("TLS", () => {
+  test("with the CA, and with verify off", async () => {
+    const certs = await makeTestCertificates();
+    for (const tls of [{ ca: certs.caPath }, { verify: false }]) {
+      await withServer({ tls: { cert: certs.cert, key: certs.key } }, async (server) => {
+        const dir = caseDir();
+        const journal = await journalOf(dir, 100);
+        const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }], extra: { tls } }));
+        await server.waitFor(() => server.events.length >= 100, 30_000);
+        expect(await agent.stop()).toBe(0);
+        expect(seqs(server)).toEqual(range(1, 100));
+      });
+    }
+  }, 60_000);
+});
+
+describe("acks and failover", () => {
+  test("an ack withheld: the connection is closed and the same chunk id is sent again; nothing is lost", async () => {
+    await withServer({ behaviour: { withholdAck: true } }, async (server) => {
+      const dir = caseDir();
+      const journal = await journalOf(dir, 50);
+      const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }], extra: { ack_timeout: "500ms" } }));
+      await server.waitFor(() => server.chunks.length >= 2, 20_000);
+      expect(server.chunks[1]!.id).toBe(server.chunks[0]!.id);
+      expect(server.chunks[1]!.connection).not.toBe(server.chunks[0]!.connection);
+      server.behaviour.withholdAck = false;
+      await server.waitFor(() => server.chunks.some((c) => c.acked), 20_000);
+      expect(await agent.stop()).toBe(0);
+      expect(coverage(seqs(server), 1, 50).missing).toEqual([]);
+      expect(agent.entries().some((e) => /no ack for chunk/.test(e.msg))).toBe(true);
+    });
+  }, 60_000);
+
+  test("a wrong ack closes the connection and the chunk is sent again", async () => {
+    await withServer({ behaviour: { wrongAck: true } }, async (server) => {
+      const dir = caseDir();
+      const journal = await journalOf(dir, 30);
+      const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }] }));
+      await waitFor("the wrong ack", () => agent.entries().some((e) => /sent an ack for a chunk it was not sent/.test(e.msg)), 20_000);
+      server.behaviour.wrongAck = false;
+      await waitFor("a correct ack", () => server.chunks.some((c) => c.acked), 20_000);
+      expect(await agent.stop()).toBe(0);
+      expect(coverage(seqs(server), 1, 30).missing).toEqual([]);
+    });
+  }, 60_000);
+
+  test("primary down mid-stream: the standby takes over; primary back: failback; nothing is lost", async () => {
+    const primary = await startForwardServer();
+    const standby = await startForwardServer();
+    try {
+      const dir = caseDir();
+      const journal = await journalOf(dir, 500);
+      const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: primary.port }, { port: standby.port, standby: true }] }));
+      await primary.waitFor(() => primary.events.length >= 500, 30_000);
+      expect(standby.events.length).toBe(0);
+      await primary.down();
+      await writeJournal(journal, sequenceEntries(501, 500));
+      await standby.waitFor(() => standby.events.length >= 500, 30_000);
+      await primary.up();
+      await waitFor("failback", () => agent.entries().some((e) => /127\.0\.0\.1:\d+ is reachable again; batches return to it/.test(e.msg)), 30_000);
+      await writeJournal(journal, sequenceEntries(1001, 500));
+      await primary.waitFor(() => primary.events.filter((e) => Number(e.record.SEQ) > 1000).length >= 500, 30_000);
+      expect(await agent.stop()).toBe(0);
+      const all = [...seqs(primary), ...seqs(standby)];
+      expect(coverage(all, 1, 1500).missing).toEqual([]);
+      expect(seqs(standby).every((s) => s > 500 && s <= 1000)).toBe(true);
+    } finally {
+      await primary.stop();
+      await standby.stop();
+    }
+  }, 90_000);
+
+  test("SIGKILL three times mid-stream: nothing lost, duplicates within one buffer per kill", async () => {
+    await withServer({}, async (server) => {
+      const ENTRIES = 30_000;
+      const MAX_BYTES = 2 * 1024 * 1024;
+      const dir = caseDir();
+      const journal = await journalOf(dir, ENTRIES);
+      const config = writeForwardConfig({ dir, journal, servers: [{ port: server.port }], maxBytes: String(MAX_BYTES) });
+      for (let kill = 0; kill < 3; kill++) {
+        const agent = new RunningAgent(config);
+        const target = server.events.length + 2000 + Math.floor(Math.random() * 4000);
+        await server.waitFor(() => server.events.length >= target, 60_000);
+        agent.kill("SIGKILL");
+        await agent.exited;
+      }
+      const agent = new RunningAgent(config);
+      await server.waitFor(() => coverage(seqs(server), 1, ENTRIES).missing.length === 0, 120_000);
+      expect(await agent.stop()).toBe(0);
+      const { missing, duplicates } = coverage(seqs(server), 1, ENTRIES);
+      const perBuffer = Math.ceil((MAX_BYTES + 512 * 1024) / 2670);
+      console.log(`forward crash test: ${ENTRIES} entries, 3 kills, ${server.events.length} received, ${missing.length} missing, ${duplicates} duplicates (allowed 3 x ${perBuffer})`);
+      expect(missing).toEqual([]);
+      expect(duplicates).toBeLessThanOrEqual(3 * perBuffer);
+    });
+  }, 240_000);
+});
