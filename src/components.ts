@@ -2,6 +2,7 @@
 import type { Sink, Source } from "./core/component.ts";
 import type { SinkConfig, SourceConfig } from "./config/schema.ts";
 import { JournaldSource } from "./sources/journald/source.ts";
+import { DockerSource } from "./sources/docker/source.ts";
 import { ConsoleSink } from "./sinks/console/sink.ts";
 import { FileSink } from "./sinks/file/sink.ts";
 import { KafkaSink } from "./sinks/kafka/sink.ts";
@@ -13,6 +14,8 @@ export function buildSource(name: string, config: SourceConfig): Source {
   switch (config.type) {
     case "journald":
       return new JournaldSource(name, config);
+    case "docker":
+      return new DockerSource(name, config);
   }
 }
 

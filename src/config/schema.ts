@@ -5,15 +5,16 @@
 import { z } from "zod";
 import { componentName, duration, size } from "./types.ts";
 import { journaldSourceConfig } from "../sources/journald/config.ts";
+import { dockerSourceConfig } from "../sources/docker/config.ts";
 import { consoleSinkConfig } from "../sinks/console/config.ts";
 import { fileSinkConfig } from "../sinks/file/config.ts";
 import { kafkaSinkConfig } from "../sinks/kafka/config.ts";
 import { forwardSinkConfig } from "../sinks/forward/config.ts";
 
-export const sourceConfig = z.discriminatedUnion("type", [journaldSourceConfig]);
+export const sourceConfig = z.discriminatedUnion("type", [journaldSourceConfig, dockerSourceConfig]);
 export const sinkConfig = z.discriminatedUnion("type", [consoleSinkConfig, fileSinkConfig, kafkaSinkConfig, forwardSinkConfig]);
 
-export const SOURCE_TYPES = ["journald"] as const;
+export const SOURCE_TYPES = ["journald", "docker"] as const;
 export const SINK_TYPES = ["console", "file", "kafka", "forward"] as const;
 
 const bufferConfig = z

@@ -1,0 +1,244 @@
+/**
+ * Follows one container's log file through rotations. Reads complete lines only; what follows the last newline
+ * waits for the rest of its line. Rotation by rename (dockerd): the file is read to its end, then the file now at
+ * the path is read from its start, and a partial line that straddles the rename is still merged. copytruncate
+ * (the file shrank): read again from the start. A file that disappeared is read to its end and let go.
+ *
+ * Positions are never in the middle of an unfinished merge: a record's position is the merger's safe offset,
+ * and while a merge carried over from the previous file is open, it stays in that previous file.
+ */
+import { open, stat, type FileHandle } from "node:fs/promises";
+import { decodeLine, detectFormat, PartialMerger, type LogFormat, type MergedRecord } from "./codec.ts";
+import { FINGERPRINT_BYTES, findCopy, findFile, fingerprintOf, identify, oldestInChain, openNextAfter, type FileIdentity } from "./files.ts";
+
+/** Where reading resumes after everything up to here is done: a file and an offset in it. */
+export interface FilePosition {
+  stream: string;
+  identity: FileIdentity;
+  offset: number;
+}
+
+export interface TailedRecord {
+  merged: MergedRecord;
+  position: FilePosition;
+  identity: FileIdentity;
+}
+
+const NEWLINE = 10;
+
+export class Tailer {
+  private file: FileHandle | undefined;
+  private identity: FileIdentity | undefined;
+  /** Bytes through the last complete line of the current file. */
+  private consumed = 0;
+  private carry: Buffer | undefined;
+  private format: LogFormat | undefined;
+  private merger: PartialMerger;
+  private carried: FilePosition | undefined;
+  /** The file at `path` is newer than the one being read (renamed away): switch once this one is read. */
+  private rotatedAway = false;
+  /** Set when the saved or current file could not be found again: what may have been skipped (for a WARN). */
+  lost: string | undefined;
+  /** The file was removed and fully read: the tailer can go. */
+  finished = false;
+  lastReadAt = 0;
+  /** Bytes of a deleted file still held open (its space is not freed until it is read and closed). */
+  heldDeletedBytes = 0;
+
+  constructor(
+    readonly path: string,
+    readonly stream: string,
+    private readonly configuredFormat: LogFormat | undefined,
+    private readonly maxLineBytes: number,
+    /** Resume here (a saved position), or start at the end of the file ("tail"), or at the head (undefined). */
+    private start: FilePosition | "tail" | undefined,
+  ) {
+    this.merger = new PartialMerger(maxLineBytes);
+  }
+
+  get isOpen(): boolean {
+    return this.file !== undefined;
+  }
+
+  /** Opens the file to read: the saved one (found even after a rotation while the agent was down), else the path. */
+  async open(): Promise<boolean> {
+    if (this.file !== undefined) return true;
+    if (this.identity !== undefined || typeof this.start === "object") {
+      const wanted = this.identity ?? (this.start as FilePosition).identity;
+      const found = await findFile(wanted);
+      if (found !== undefined) {
+        this.file = found;
+        this.identity = wanted;
+        if (this.start !== undefined && typeof this.start === "object") this.setStart(this.start.offset);
+        this.start = undefined;
+        const atPath = await stat(this.path).catch(() => undefined);
+        this.rotatedAway = atPath === undefined || atPath.ino !== wanted.ino || atPath.dev !== wanted.dev;
+        return true;
+      }
+      // Gone (rotated out of the kept set, or replaced): read from the oldest file still there.
+      this.lost = `${wanted.path} (inode ${wanted.ino}) is gone; reading from the oldest rotated file still present`;
+      this.start = undefined;
+      this.identity = undefined;
+    }
+    // From the head: a container seen for the first time is read from its oldest rotated file still on disk,
+    // so what it logged before it was found (or while the agent was away) is not skipped.
+    const first = this.start === "tail" ? this.path : await oldestInChain(this.path);
+    const file = await open(first, "r").catch(() => undefined);
+    if (file === undefined) return false;
+    this.file = file;
+    this.identity = await identify(file, this.path);
+    if (this.start === "tail") this.setStart((await file.stat()).size, true);
+    else this.setStart(0);
+    this.start = undefined;
+    this.rotatedAway = first !== this.path;
+    return true;
+  }
+
+  /** Closes the descriptor (to stay under max_open_files); reading continues later where it stopped. */
+  async close(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    await file?.close().catch(() => undefined);
+  }
+
+  /**
+   * Reads up to `budget` bytes and appends the records they complete. Returns the number of bytes read (0 at
+   * the end of the file, after checking for rotation and truncation).
+   */
+  async read(out: TailedRecord[], budget: number): Promise<number> {
+    if (!(await this.open())) return 0;
+    let file = this.file!;
+    if (await this.wasTruncated(file)) {
+      await this.followTruncation();
+      if (this.file === undefined) return 0;
+      file = this.file;
+    }
+    const from = this.consumed + (this.carry?.length ?? 0);
+    const chunk = Buffer.allocUnsafe(budget);
+    const { bytesRead } = await file.read(chunk, 0, budget, from);
+    if (bytesRead === 0) {
+      await this.atEnd(out);
+      return 0;
+    }
+    this.lastReadAt = performance.now();
+    if (this.identity!.fingerprintBytes < FINGERPRINT_BYTES && from + bytesRead > this.identity!.fingerprintBytes) {
+      // The file was short when first seen: widen the fingerprint so a reused inode cannot pass for it later.
+      this.identity = await identify(file, this.identity!.path);
+    }
+    this.consume(this.carry === undefined ? chunk.subarray(0, bytesRead) : Buffer.concat([this.carry, chunk.subarray(0, bytesRead)]), out);
+    return bytesRead;
+  }
+
+  /** Ends the tailer for a removed file: merges in progress become records as far as they got. */
+  drainPartials(out: TailedRecord[]): void {
+    for (const merged of this.merger.flush()) out.push(this.tailed(merged));
+  }
+
+  private setStart(offset: number, tail = false): void {
+    this.consumed = offset;
+    this.carry = undefined;
+    this.merger = new PartialMerger(this.maxLineBytes, offset);
+    if (tail) this.format = this.configuredFormat;
+  }
+
+  /** Splits complete lines off `data` (which begins at `consumed`), decodes and merges them. */
+  private consume(data: Buffer, out: TailedRecord[]): void {
+    let pos = 0;
+    for (;;) {
+      const nl = data.indexOf(NEWLINE, pos);
+      if (nl < 0) break;
+      const line = data.subarray(pos, nl);
+      this.format ??= this.configuredFormat ?? detectFormat(line) ?? "json-file";
+      const end = this.consumed + nl + 1;
+      const merged = this.merger.push(decodeLine(line, this.format), end);
+      if (this.carried !== undefined && this.merger.pendingStreams === 0) this.carried = undefined;
+      if (merged !== undefined) out.push(this.tailed(merged));
+      pos = nl + 1;
+    }
+    this.consumed += pos;
+    const rest = data.length - pos;
+    if (rest === 0) this.carry = undefined;
+    else if (rest > this.maxLineBytes + 65_536) {
+      // A line without end, far beyond any limit: ship what there is as a corrupt line and skip past it.
+      const merged = this.merger.push({ stream: "stdout", time: "", text: data.subarray(pos, pos + this.maxLineBytes).toString("utf8"), partial: false, error: `a line longer than ${this.maxLineBytes + 65_536} bytes without a newline` }, this.consumed + rest);
+      if (merged !== undefined) out.push(this.tailed({ ...merged, truncated: true }));
+      this.consumed += rest;
+      this.carry = undefined;
+    } else this.carry = Buffer.from(data.subarray(pos));
+  }
+
+  private tailed(merged: MergedRecord): TailedRecord {
+    const identity = this.identity!;
+    const position = this.carried ?? { stream: this.stream, identity, offset: this.merger.safeOffset };
+    return { merged, position, identity };
+  }
+
+  /** The file was emptied in place (copytruncate): it is shorter than what was read, or starts differently. */
+  private async wasTruncated(file: FileHandle): Promise<boolean> {
+    const st = await file.stat();
+    if (st.size < this.consumed + (this.carry?.length ?? 0)) return true;
+    const id = this.identity!;
+    return id.fingerprintBytes > 0 && st.size >= id.fingerprintBytes && (await fingerprintOf(file, id.fingerprintBytes)) !== id.fingerprint;
+  }
+
+  /**
+   * After copytruncate: finish reading the copy (logrotate copied the file before emptying it, so what was
+   * written after our last read is there), then read the emptied file again from its start.
+   */
+  private async followTruncation(): Promise<void> {
+    const copy = await findCopy(this.identity!, this.consumed);
+    const snapshot = this.merger.snapshot();
+    const pending = this.merger.pendingStreams > 0;
+    const consumed = this.consumed;
+    const carry = this.carry;
+    await this.close();
+    if (copy !== undefined) {
+      // Same bytes up to `consumed`: carry on in the copy exactly where reading stopped.
+      this.file = copy;
+      this.identity = await identify(copy, this.path);
+      this.consumed = consumed;
+      this.carry = carry;
+      this.rotatedAway = true;
+      return;
+    }
+    if (pending) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset };
+    const file = await open(this.path, "r").catch(() => undefined);
+    if (file === undefined) return;
+    this.file = file;
+    this.identity = await identify(file, this.path);
+    this.setStart(0);
+    this.merger.restore(snapshot);
+  }
+
+  /** At the end of the file: follow a rotation, or notice the file is gone. */
+  private async atEnd(out: TailedRecord[]): Promise<void> {
+    const st = await this.file!.stat();
+    const atPath = await stat(this.path).catch(() => undefined);
+    const renamed = this.rotatedAway || atPath === undefined || atPath.ino !== this.identity!.ino || atPath.dev !== this.identity!.dev;
+    this.heldDeletedBytes = st.nlink === 0 ? st.size : 0;
+    if (!renamed) return;
+    if (atPath === undefined) {
+      if (st.nlink === 0) {
+        // Removed (container deleted) and read to its end: finish what was open and let it go.
+        this.drainPartials(out);
+        await this.close();
+        this.finished = true;
+        this.heldDeletedBytes = 0;
+      }
+      return;
+    }
+    // Rotated: this file is read to its end; go on with the next newer file of the chain (the file at the path
+    // once every rotated one is read), carrying open merges over.
+    const file = await openNextAfter(this.identity!, st.mtimeMs);
+    if (file === undefined) return;
+    const snapshot = this.merger.snapshot();
+    if (this.merger.pendingStreams > 0) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset };
+    await this.close();
+    this.file = file;
+    this.identity = await identify(file, this.path);
+    const atPathNow = await stat(this.path).catch(() => undefined);
+    this.rotatedAway = atPathNow === undefined || atPathNow.ino !== this.identity.ino || atPathNow.dev !== this.identity.dev;
+    this.setStart(0);
+    this.merger.restore(snapshot);
+  }
+}
