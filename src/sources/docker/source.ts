@@ -18,7 +18,7 @@ import { Tailer, type FilePosition, type TailedRecord } from "./tailer.ts";
 
 /** What the source saves: per container, the file and the offset after its last acknowledged record. */
 export interface ContainerPositions {
-  containers: Record<string, { identity: FileIdentity; offset: number }>;
+  containers: Record<string, { identity: FileIdentity; offset: number; modifiedMs: number }>;
 }
 
 const READ_BUDGET = 256 * 1024;
@@ -91,7 +91,7 @@ export class DockerSource implements Source {
     for (const [stream, saved] of Object.entries(this.saved)) if (existsSync(dirname(saved.identity.path))) containers[stream] = saved;
     for (const [stream, mark] of watermarks) {
       const position = mark as FilePosition;
-      containers[stream] = { identity: position.identity, offset: position.offset };
+      containers[stream] = { identity: position.identity, offset: position.offset, modifiedMs: position.modifiedMs };
     }
     this.saved = containers;
     return { containers };
@@ -103,7 +103,7 @@ export class DockerSource implements Source {
       if (this.tailers.has(path)) continue;
       const stream = containerIdOf(path);
       const saved = this.saved[stream];
-      const start = saved !== undefined ? { stream, identity: saved.identity, offset: saved.offset } : atStartup && this.config.start_at === "tail" ? "tail" : undefined;
+      const start = saved !== undefined ? { stream, identity: saved.identity, offset: saved.offset, modifiedMs: saved.modifiedMs ?? 0 } : atStartup && this.config.start_at === "tail" ? "tail" : undefined;
       const format = this.config.format === "auto" ? undefined : this.config.format;
       this.tailers.set(path, new Tailer(path, stream, format, this.config.max_line_bytes, start));
     }

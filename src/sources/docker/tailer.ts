@@ -16,6 +16,11 @@ export interface FilePosition {
   stream: string;
   identity: FileIdentity;
   offset: number;
+  /**
+   * The file's modification time when it was read up to here. If the file is gone when reading resumes (rotated
+   * out while the agent was away), the next file of the chain is the oldest one modified after it.
+   */
+  modifiedMs: number;
 }
 
 export interface TailedRecord {
@@ -39,6 +44,8 @@ export class Tailer {
   private rotatedAway = false;
   /** Set when the saved or current file could not be found again: what may have been skipped (for a WARN). */
   lost: string | undefined;
+  /** Modification time of the current file at the last read. */
+  private modifiedMs = 0;
   /** The file was removed and fully read: the tailer can go. */
   finished = false;
   lastReadAt = 0;
@@ -75,9 +82,19 @@ export class Tailer {
         this.rotatedAway = atPath === undefined || atPath.ino !== wanted.ino || atPath.dev !== wanted.dev;
         return true;
       }
-      // Gone (rotated out of the kept set, or replaced): read from the oldest file still there.
-      this.lost = `${wanted.path} (inode ${wanted.ino}) is gone; reading from the oldest rotated file still present`;
+      // Gone: rotated out while we were away. Go on with the file that came after it, if it is still there.
+      const since = typeof this.start === "object" ? this.start.modifiedMs : this.modifiedMs;
+      const next = since > 0 ? await openNextAfter(wanted, since) : undefined;
       this.start = undefined;
+      if (next !== undefined) {
+        this.file = next;
+        this.identity = await identify(next, this.path);
+        this.setStart(0);
+        const atPath = await stat(this.path).catch(() => undefined);
+        this.rotatedAway = atPath === undefined || atPath.ino !== this.identity.ino || atPath.dev !== this.identity.dev;
+        return true;
+      }
+      this.lost = `${wanted.path} (inode ${wanted.ino}) and the files after it are gone; reading from the oldest file still present`;
       this.identity = undefined;
     }
     // From the head: a container seen for the first time is read from its oldest rotated file still on disk,
@@ -169,13 +186,14 @@ export class Tailer {
 
   private tailed(merged: MergedRecord): TailedRecord {
     const identity = this.identity!;
-    const position = this.carried ?? { stream: this.stream, identity, offset: this.merger.safeOffset };
+    const position = this.carried ?? { stream: this.stream, identity, offset: this.merger.safeOffset, modifiedMs: this.modifiedMs };
     return { merged, position, identity };
   }
 
   /** The file was emptied in place (copytruncate): it is shorter than what was read, or starts differently. */
   private async wasTruncated(file: FileHandle): Promise<boolean> {
     const st = await file.stat();
+    this.modifiedMs = st.mtimeMs;
     if (st.size < this.consumed + (this.carry?.length ?? 0)) return true;
     const id = this.identity!;
     return id.fingerprintBytes > 0 && st.size >= id.fingerprintBytes && (await fingerprintOf(file, id.fingerprintBytes)) !== id.fingerprint;
@@ -201,7 +219,7 @@ export class Tailer {
       this.rotatedAway = true;
       return;
     }
-    if (pending) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset };
+    if (pending) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset, modifiedMs: this.modifiedMs };
     const file = await open(this.path, "r").catch(() => undefined);
     if (file === undefined) return;
     this.file = file;
@@ -232,7 +250,7 @@ export class Tailer {
     const file = await openNextAfter(this.identity!, st.mtimeMs);
     if (file === undefined) return;
     const snapshot = this.merger.snapshot();
-    if (this.merger.pendingStreams > 0) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset };
+    if (this.merger.pendingStreams > 0) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset, modifiedMs: this.modifiedMs };
     await this.close();
     this.file = file;
     this.identity = await identify(file, this.path);
