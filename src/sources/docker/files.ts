@@ -64,34 +64,62 @@ export async function findFile(identity: FileIdentity): Promise<FileHandle | und
 }
 
 /**
- * The file to read after `identity` is read to its end: the oldest file of its chain (`x.log`, `x.log.1`, …,
- * or dated siblings) modified after it — by modification time, not by name, because the writer may rotate
- * again (renaming every file) while we choose. Returns an open handle (verified to be the file chosen), or
- * undefined when there is none yet.
+ * The file to read after `identity` is read to its end. In a numbered chain (dockerd: `x.log.3` → `x.log.2` →
+ * `x.log.1` → `x.log`) it is the next lower number — by name, because files written in one burst share their
+ * modification time — checked after opening: if our own file was renamed meanwhile (the writer rotated again),
+ * choose again. With other names (kubelet's dated ones) it is the oldest sibling modified after ours, ties broken
+ * by name. Returns an open handle, or undefined when there is none yet.
  */
 export async function openNextAfter(identity: FileIdentity, lastModifiedMs: number): Promise<FileHandle | undefined> {
   const dir = dirname(identity.path);
   const base = basename(identity.path);
   for (let attempt = 0; attempt < 5; attempt++) {
-    let names: string[] = [];
-    try {
-      names = readdirSync(dir).filter((name) => name.startsWith(base) && !name.endsWith(".gz"));
-    } catch {
-      return undefined;
+    const ours = await currentName(identity, dir, base);
+    let nextName: string | undefined;
+    if (ours !== undefined && /^\.\d+$/.test(ours.slice(base.length))) {
+      const n = Number(ours.slice(base.length + 1));
+      nextName = n <= 1 ? base : `${base}.${n - 1}`;
+    } else if (ours === base) {
+      return undefined; // we are the newest file
+    } else {
+      nextName = await oldestModifiedAfter(dir, base, identity, lastModifiedMs);
+      if (nextName === undefined) return undefined;
     }
-    const stats = await Promise.all(names.map(async (name) => ({ name, st: await stat(join(dir, name)).catch(() => undefined) })));
-    const newer = stats
-      .filter((s) => s.st !== undefined && !(s.st.ino === identity.ino && s.st.dev === identity.dev) && s.st.mtimeMs >= lastModifiedMs)
-      .sort((a, b) => a.st!.mtimeMs - b.st!.mtimeMs);
-    const chosen = newer[0];
-    if (chosen === undefined) return undefined;
-    const file = await open(join(dir, chosen.name), "r").catch(() => undefined);
+    const file = await open(join(dir, nextName), "r").catch(() => undefined);
     if (file === undefined) continue;
-    const st = await file.stat();
-    if (st.ino === chosen.st!.ino && st.dev === chosen.st!.dev) return file;
-    await file.close(); // renamed under us: choose again
+    // Still where we were? Then no rotation happened in between and the file opened is the next one.
+    if (ours === undefined || (await currentName(identity, dir, base)) === ours) return file;
+    await file.close();
   }
   return undefined;
+}
+
+async function currentName(identity: FileIdentity, dir: string, base: string): Promise<string | undefined> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((name) => name.startsWith(base));
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    const st = await stat(join(dir, name)).catch(() => undefined);
+    if (st !== undefined && st.ino === identity.ino && st.dev === identity.dev) return name;
+  }
+  return undefined;
+}
+
+async function oldestModifiedAfter(dir: string, base: string, identity: FileIdentity, lastModifiedMs: number): Promise<string | undefined> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((name) => name.startsWith(base) && !name.endsWith(".gz"));
+  } catch {
+    return undefined;
+  }
+  const stats = await Promise.all(names.map(async (name) => ({ name, st: await stat(join(dir, name)).catch(() => undefined) })));
+  const newer = stats
+    .filter((s) => s.st !== undefined && !(s.st.ino === identity.ino && s.st.dev === identity.dev) && s.st.mtimeMs >= lastModifiedMs)
+    .sort((a, b) => a.st!.mtimeMs - b.st!.mtimeMs || (a.name === base ? 1 : b.name === base ? -1 : a.name.localeCompare(b.name)));
+  return newer[0]?.name;
 }
 
 /** A copy of the file (logrotate's copytruncate): a sibling that starts with the same bytes and holds more. */
