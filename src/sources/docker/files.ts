@@ -82,7 +82,7 @@ export async function openNextAfter(identity: FileIdentity, lastModifiedMs: numb
     } else if (ours === base) {
       return undefined; // we are the newest file
     } else {
-      nextName = await oldestModifiedAfter(dir, base, identity, lastModifiedMs);
+      nextName = await oldestModifiedAfter(dir, base, ours, lastModifiedMs);
       if (nextName === undefined) return undefined;
     }
     const file = await open(join(dir, nextName), "r").catch(() => undefined);
@@ -103,12 +103,25 @@ async function currentName(identity: FileIdentity, dir: string, base: string): P
   }
   for (const name of names) {
     const st = await stat(join(dir, name)).catch(() => undefined);
-    if (st !== undefined && st.ino === identity.ino && st.dev === identity.dev) return name;
+    if (st === undefined || st.ino !== identity.ino || st.dev !== identity.dev) continue;
+    // Same inode is not enough: a deleted file's inode is soon reused by a newer file of the same chain.
+    const file = await open(join(dir, name), "r").catch(() => undefined);
+    if (file === undefined) continue;
+    const same = await isSameFile(file, identity);
+    await file.close();
+    if (same) return name;
   }
   return undefined;
 }
 
-async function oldestModifiedAfter(dir: string, base: string, identity: FileIdentity, lastModifiedMs: number): Promise<string | undefined> {
+/** Order inside a chain for files with equal modification times: higher numbers are older, the path is newest. */
+function chainRank(name: string, base: string): number {
+  if (name === base) return Number.MAX_SAFE_INTEGER;
+  const n = /^\.(\d+)$/.exec(name.slice(base.length));
+  return n ? -Number(n[1]) : 0;
+}
+
+async function oldestModifiedAfter(dir: string, base: string, ours: string | undefined, lastModifiedMs: number): Promise<string | undefined> {
   let names: string[] = [];
   try {
     names = readdirSync(dir).filter((name) => name.startsWith(base) && !name.endsWith(".gz"));
@@ -117,8 +130,8 @@ async function oldestModifiedAfter(dir: string, base: string, identity: FileIden
   }
   const stats = await Promise.all(names.map(async (name) => ({ name, st: await stat(join(dir, name)).catch(() => undefined) })));
   const newer = stats
-    .filter((s) => s.st !== undefined && !(s.st.ino === identity.ino && s.st.dev === identity.dev) && s.st.mtimeMs >= lastModifiedMs)
-    .sort((a, b) => a.st!.mtimeMs - b.st!.mtimeMs || (a.name === base ? 1 : b.name === base ? -1 : a.name.localeCompare(b.name)));
+    .filter((s) => s.st !== undefined && s.name !== ours && s.st.mtimeMs >= lastModifiedMs)
+    .sort((a, b) => a.st!.mtimeMs - b.st!.mtimeMs || chainRank(a.name, base) - chainRank(b.name, base));
   return newer[0]?.name;
 }
 

@@ -220,6 +220,8 @@ export class Tailer {
       return;
     }
     if (pending) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset, modifiedMs: this.modifiedMs };
+    // The emptied file is not the file `identity` describes any more: never look for it again by that identity.
+    this.identity = undefined;
     const file = await open(this.path, "r").catch(() => undefined);
     if (file === undefined) return;
     this.file = file;
