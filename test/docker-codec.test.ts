@@ -10,7 +10,7 @@ import {
   type LogFormat,
   type MergedRecord,
 } from "../src/sources/docker/codec.ts";
-import { ContainerWriter, criEntry, jsonFileEntry } from "./support/docker-writer.ts";
+import { ContainerWriter, criEntry } from "./support/docker-writer.ts";
 
 const T = "2024-01-02T03:04:05.123456789Z";
 const MiB = 1024 * 1024;

@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { journalctlExport, parseExport, sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
 import { readJsonLines, RunningAgent } from "./support/agent.ts";
-import { caseDirs, coverage, seqsOf, writeConfig } from "./support/config.ts";
+import { caseDirs, seqsOf, writeConfig } from "./support/config.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());

@@ -4,11 +4,11 @@
  * forward servers get what the sink does (TCP or TLS, and the shared-key handshake); a journal gateway gets an
  * HTTP request for its newest entry. Every probe is bounded by a timeout.
  */
-import { connect as connectTcp, isIP } from "node:net";
+import { connect as connectTcp } from "node:net";
 import { connect as connectTls } from "node:tls";
-import { readFileSync } from "node:fs";
 import type { Config } from "./schema.ts";
 import type { TlsConfig } from "./types.ts";
+import { tlsClientOptions } from "./tls.ts";
 import type { ForwardServerConfig, ForwardSinkConfig } from "../sinks/forward/config.ts";
 import { ForwardConnection } from "../sinks/forward/connection.ts";
 
@@ -45,15 +45,7 @@ function probeTcp(what: string, address: string, tls: TlsConfig | undefined, tim
       resolve({ ok, line: `${what}: ${ok ? "reachable" : "UNREACHABLE"} (${detail})` });
     };
     const socket = tls
-      ? connectTls({
-          host,
-          port,
-          servername: tls.servername ?? (isIP(host) ? undefined : host),
-          rejectUnauthorized: tls.verify,
-          ca: tls.ca ? readFileSync(tls.ca) : undefined,
-          cert: tls.cert ? readFileSync(tls.cert) : undefined,
-          key: tls.key ? readFileSync(tls.key) : undefined,
-        })
+      ? connectTls({ host, port, ...tlsClientOptions(tls, host) })
       : connectTcp({ host, port });
     const timer = setTimeout(() => done(false, `no answer within ${timeoutMs} ms`), timeoutMs);
     socket.once(tls ? "secureConnect" : "connect", () => done(true, `${tls ? "TLS handshake" : "TCP connect"} in ${Math.round(performance.now() - started)} ms`));

@@ -102,7 +102,7 @@ export class Pipeline implements LaneHost {
   batchDone(lane: SourceLane, batch: Batch): void {
     lane.outstandingBytes -= batch.bytes;
     lane.tracker.complete(batch);
-    if (!this.lanes.has(lane.source.name) || this.lanes.get(lane.source.name) !== lane) return; // retired by a reload
+    if (this.lanes.get(lane.source.name) !== lane) return; // retired by a reload: its bytes were released then
     lane.unsavedBytes += batch.bytes;
     this.unsavedBytes += batch.bytes;
     if (this.unsavedBytes >= this.earlySaveBytes && this.checkpointWrite === undefined) void this.writeCheckpoints();

@@ -4,12 +4,12 @@
  * timeout, a wrong or unknown ack, or a protocol error closes the connection and fails every chunk still
  * waiting on it; the sink sends those chunks again, with the same ids, elsewhere or later.
  */
-import { connect as connectTcp, isIP, type Socket } from "node:net";
+import { connect as connectTcp, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
-import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { decodeMultiStream } from "@msgpack/msgpack";
 import { NagareError } from "../../core/errors.ts";
+import { tlsClientOptions } from "../../config/tls.ts";
 import { checkPong, encodePing, extensionCodec, newChunkId, parseAck, parseHelo, type ChunkMessage, type Helo } from "./codec.ts";
 import type { ForwardServerConfig, ForwardSinkConfig } from "./config.ts";
 
@@ -202,16 +202,6 @@ export class ForwardConnection {
 }
 
 function openSocket(server: ForwardServerConfig, config: ForwardSinkConfig): Socket {
-  const tls = config.tls;
-  if (tls === undefined) return connectTcp({ host: server.host, port: server.port, noDelay: true, keepAlive: true });
-  return connectTls({
-    host: server.host,
-    port: server.port,
-    // SNI takes names, not addresses; the certificate check still uses the host.
-    servername: tls.servername ?? (isIP(server.host) ? undefined : server.host),
-    rejectUnauthorized: tls.verify,
-    ca: tls.ca === undefined ? undefined : readFileSync(tls.ca),
-    cert: tls.cert === undefined ? undefined : readFileSync(tls.cert),
-    key: tls.key === undefined ? undefined : readFileSync(tls.key),
-  });
+  if (config.tls === undefined) return connectTcp({ host: server.host, port: server.port, noDelay: true, keepAlive: true });
+  return connectTls({ host: server.host, port: server.port, ...tlsClientOptions(config.tls, server.host) });
 }

@@ -3,9 +3,9 @@
  * writing another ProduceClient, nothing else. Its own retries are off: the sink driver owns retrying, with
  * the same messages, so a failure is reported at once and classified in one place.
  */
-import { readFileSync } from "node:fs";
 import { CompressionTypes, Kafka, logLevel, type Admin, type Producer, type SASLOptions } from "kafkajs";
 import type { Logger } from "../../observe/log.ts";
+import { tlsClientOptions } from "../../config/tls.ts";
 import type { OutgoingMessage } from "./codec.ts";
 import type { KafkaSinkConfig } from "./config.ts";
 
@@ -91,15 +91,9 @@ export class KafkaJsClient implements ProduceClient {
 
 /** kafkajs `ssl` options from the sink config (files are read when the sink is built). */
 export function tlsOptions(config: KafkaSinkConfig) {
-  const tls = config.tls;
-  if (tls === undefined) return undefined;
-  return {
-    ca: tls.ca === undefined ? undefined : [readFileSync(tls.ca, "utf8")],
-    cert: tls.cert === undefined ? undefined : readFileSync(tls.cert, "utf8"),
-    key: tls.key === undefined ? undefined : readFileSync(tls.key, "utf8"),
-    rejectUnauthorized: tls.verify,
-    servername: tls.servername,
-  };
+  if (config.tls === undefined) return undefined;
+  const { ca, ...rest } = tlsClientOptions(config.tls);
+  return { ca: ca === undefined ? undefined : [ca], ...rest };
 }
 
 export function saslOptions(config: KafkaSinkConfig): SASLOptions | undefined {

@@ -41,7 +41,7 @@ export class KafkaSink implements Sink {
   constructor(
     readonly name: string,
     private readonly config: KafkaSinkConfig,
-    private readonly log: Logger,
+    log: Logger,
     metrics: Metrics,
     private readonly client: ProduceClient = new KafkaJsClient(config, log),
   ) {

@@ -1,0 +1,26 @@
+/** TLS client options for node:tls (and kafkajs) from a sink's `tls` config: one place reads the PEM files. */
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import type { TlsConfig } from "./types.ts";
+
+export interface TlsClientOptions {
+  ca: string | undefined;
+  cert: string | undefined;
+  key: string | undefined;
+  rejectUnauthorized: boolean;
+  servername: string | undefined;
+}
+
+/**
+ * Reads the CA, certificate and key files. SNI takes a name, not an address: without `servername`, the host is
+ * used only when it is a name (the certificate is still checked against the host either way).
+ */
+export function tlsClientOptions(tls: TlsConfig, host?: string): TlsClientOptions {
+  return {
+    ca: tls.ca === undefined ? undefined : readFileSync(tls.ca, "utf8"),
+    cert: tls.cert === undefined ? undefined : readFileSync(tls.cert, "utf8"),
+    key: tls.key === undefined ? undefined : readFileSync(tls.key, "utf8"),
+    rejectUnauthorized: tls.verify,
+    servername: tls.servername ?? (host !== undefined && isIP(host) === 0 ? host : undefined),
+  };
+}
