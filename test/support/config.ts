@@ -15,21 +15,48 @@ export interface TestConfigOptions {
   api?: string;
 }
 
-/** A config with one journald source `journal` and one file sink `out`; returns its path. */
-export function writeConfig(o: TestConfigOptions, name = "nagare.json"): string {
+/** The settings every test config shares (short batch timeout and checkpoint interval, API off), plus its parts. */
+export function writeAgentConfig(
+  dir: string,
+  parts: {
+    sources: Record<string, unknown>;
+    sinks: Record<string, unknown>;
+    maxBytes?: string;
+    batchMaxBytes?: string;
+    checkpointInterval?: string;
+    shutdownTimeout?: string;
+    api?: string;
+    top?: Record<string, unknown>;
+  },
+  name = "nagare.json",
+): string {
   const config = {
-    data_dir: join(o.dir, "data"),
-    buffer: { max_bytes: o.maxBytes ?? "8MiB", batch_max_bytes: "256KiB", batch_timeout: "50ms" },
-    checkpoint_interval: o.checkpointInterval ?? "200ms",
-    shutdown_timeout: o.shutdownTimeout ?? "10s",
-    api: o.api === undefined ? false : { address: o.api },
-    log: { level: "info" },
-    sources: { journal: { type: "journald", ...o.source } },
-    sinks: { out: { type: "file", inputs: ["journal"], path: o.out ?? join(o.dir, "out.jsonl"), id_field: o.idField ?? false }, ...o.extraSinks },
+    data_dir: join(dir, "data"),
+    buffer: { max_bytes: parts.maxBytes ?? "8MiB", ...(parts.batchMaxBytes === undefined ? {} : { batch_max_bytes: parts.batchMaxBytes }), batch_timeout: "50ms" },
+    checkpoint_interval: parts.checkpointInterval ?? "200ms",
+    shutdown_timeout: parts.shutdownTimeout ?? "10s",
+    api: parts.api === undefined ? false : { address: parts.api },
+    sources: parts.sources,
+    sinks: parts.sinks,
+    ...parts.top,
   };
-  const path = join(o.dir, name);
+  const path = join(dir, name);
   writeFileSync(path, JSON.stringify(config, null, 2));
   return path;
+}
+
+/** A config with one journald source `journal` and one file sink `out`; returns its path. */
+export function writeConfig(o: TestConfigOptions, name = "nagare.json"): string {
+  return writeAgentConfig(
+    o.dir,
+    {
+      ...o,
+      batchMaxBytes: "256KiB",
+      sources: { journal: { type: "journald", ...o.source } },
+      sinks: { out: { type: "file", inputs: ["journal"], path: o.out ?? join(o.dir, "out.jsonl"), id_field: o.idField ?? false }, ...o.extraSinks },
+    },
+    name,
+  );
 }
 
 /** Numeric SEQ values in shipping order. */

@@ -1,6 +1,5 @@
 /** Agent configs with a journald source and a forward sink, for tests and benchmarks. */
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { writeAgentConfig } from "./config.ts";
 
 export function writeForwardConfig(o: {
   dir: string;
@@ -11,12 +10,9 @@ export function writeForwardConfig(o: {
   extra?: Record<string, unknown>;
   shutdownTimeout?: string;
 }): string {
-  const config = {
-    data_dir: join(o.dir, "data"),
-    buffer: { max_bytes: o.maxBytes ?? "8MiB", batch_timeout: "50ms" },
-    checkpoint_interval: "200ms",
-    shutdown_timeout: o.shutdownTimeout ?? "10s",
-    api: false,
+  return writeAgentConfig(o.dir, {
+    maxBytes: o.maxBytes,
+    shutdownTimeout: o.shutdownTimeout,
     sources: { journal: { type: "journald", directory: o.journal, start_at: "head" } },
     sinks: {
       forward: {
@@ -29,8 +25,5 @@ export function writeForwardConfig(o: {
         ...o.extra,
       },
     },
-  };
-  const path = join(o.dir, "nagare.json");
-  writeFileSync(path, JSON.stringify(config, null, 2));
-  return path;
+  });
 }

@@ -1,6 +1,5 @@
 /** Agent configs with a journald source and a Kafka sink, for tests and benchmarks. */
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { writeAgentConfig } from "./config.ts";
 
 export function writeKafkaConfig(o: {
   dir: string;
@@ -13,12 +12,9 @@ export function writeKafkaConfig(o: {
   /** Top-level keys to set or override (api, health, ...). */
   top?: Record<string, unknown>;
 }): string {
-  const config = {
-    data_dir: join(o.dir, "data"),
-    buffer: { max_bytes: o.maxBytes ?? "8MiB", batch_timeout: "50ms" },
-    checkpoint_interval: "200ms",
-    shutdown_timeout: "10s",
-    api: false,
+  return writeAgentConfig(o.dir, {
+    maxBytes: o.maxBytes,
+    top: o.top,
     sources: { journal: { type: "journald", directory: o.journal, start_at: "head" } },
     sinks: {
       kafka: {
@@ -32,9 +28,5 @@ export function writeKafkaConfig(o: {
         ...o.extra,
       },
     },
-  };
-  Object.assign(config, o.top);
-  const path = join(o.dir, "nagare.json");
-  writeFileSync(path, JSON.stringify(config, null, 2));
-  return path;
+  });
 }
