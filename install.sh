@@ -114,25 +114,38 @@ ensure_user() {
 # Numeric ids from the target tree, so --root works without the user existing on this host.
 id_of() { awk -F: -v n="$2" '$1 == n { print $3 }' "$root/etc/$1"; }
 
+# dockerd keeps container logs under /var/lib/docker/containers, readable by root only.
+has_docker() { [ -d "$root/var/lib/docker/containers" ]; }
+
 write_config() {
   mkdir -p "$conf_dir"
   if [ -e "$conf_path" ]; then
     say "kept the existing $conf_path"
     return
   fi
-  cat > "$conf_path" <<'YAML'
-# nagare: follow the local journal from its tail and print records as JSON lines.
-# Replace the console sink with a kafka sink (see the README) once your brokers are known.
+  inputs="journal"
+  {
+    cat <<'YAML'
+# nagare: follow the local journal (and Docker's container logs, if this host runs dockerd) from their tail
+# and print records as JSON lines. Replace the console sink with a kafka or forward sink (see the README) once
+# your destination is known.
 data_dir: ${NAGARE_DATA_DIR:-/var/lib/nagare}
 sources:
   journal:
     type: journald
     start_at: tail
-sinks:
-  stdout:
-    type: console
-    inputs: [journal]
 YAML
+    if has_docker; then
+      inputs="journal, containers"
+      cat <<'YAML'
+  containers:
+    type: docker
+    include: ["/var/lib/docker/containers/*/*-json.log"]
+    start_at: tail
+YAML
+    fi
+    printf 'sinks:\n  stdout:\n    type: console\n    inputs: [%s]\n' "$inputs"
+  } > "$conf_path"
   say "wrote $conf_path"
 }
 
@@ -140,6 +153,10 @@ write_unit() {
   mkdir -p "$(dirname "$unit_path")"
   supplementary=""
   grep -q '^systemd-journal:' "$root/etc/group" 2>/dev/null && supplementary="SupplementaryGroups=systemd-journal"
+  # Reading root-only container logs as the nagare user takes CAP_DAC_READ_SEARCH, and nothing more.
+  capabilities="CapabilityBoundingSet="
+  has_docker && capabilities="AmbientCapabilities=CAP_DAC_READ_SEARCH
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH"
   cat > "$unit_path" <<UNIT
 [Unit]
 Description=nagare edge log agent
@@ -152,6 +169,7 @@ Type=simple
 User=nagare
 Group=nagare
 $supplementary
+$capabilities
 Environment=NAGARE_DATA_DIR=/var/lib/nagare
 ExecStartPre=/usr/local/bin/nagare validate -c /etc/nagare/nagare.yaml
 ExecStart=/usr/local/bin/nagare run -c /etc/nagare/nagare.yaml

@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { loadConfigFile, loadConfigText, type LoadResult } from "./config/load.ts";
-import { DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT } from "./config/default.ts";
+import { DEFAULT_CONFIG_PATH, embeddedDefault } from "./config/default.ts";
 import { environmentProblems } from "./config/environment.ts";
 import type { Config } from "./config/schema.ts";
 import { Pipeline, type Reconfiguration } from "./core/pipeline.ts";
@@ -20,7 +20,7 @@ import type { Metrics } from "./observe/metrics.ts";
 export function resolveConfig(path: string | undefined): { origin: string; load: () => LoadResult } {
   if (path !== undefined) return { origin: path, load: () => loadConfigFile(path) };
   if (existsSync(DEFAULT_CONFIG_PATH)) return { origin: DEFAULT_CONFIG_PATH, load: () => loadConfigFile(DEFAULT_CONFIG_PATH) };
-  return { origin: "(embedded default)", load: () => loadConfigText(EMBEDDED_DEFAULT, "embedded.yaml") };
+  return { origin: "(embedded default)", load: () => loadConfigText(embeddedDefault(), "embedded.yaml") };
 }
 
 function routesOf(config: Config): Map<string, string[]> {

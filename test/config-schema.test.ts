@@ -15,7 +15,7 @@ import addFormats from "ajv-formats";
 import { configJsonSchema, CONFIG_SCHEMA_ID, DURATION_PATTERN, printSchema, SIZE_PATTERN, TEMPLATE_PATTERN, type JsonSchema } from "../src/config/json-schema.ts";
 import { expandEnv, type ExpansionProblem } from "../src/config/expand.ts";
 import { validateConfig } from "../src/config/load.ts";
-import { EMBEDDED_DEFAULT } from "../src/config/default.ts";
+import { embeddedDefault } from "../src/config/default.ts";
 import { parseDuration, parseSize } from "../src/config/units.ts";
 import { compileTemplate } from "../src/core/template.ts";
 import { checkReadme } from "../scripts/gen-config-reference.ts";
@@ -105,7 +105,10 @@ describe("shape", () => {
 
 /** Every config in the repository: standalone files, ConfigMaps' `nagare.yaml`, cloud-init's written files. */
 function repositoryConfigs(): [string, string][] {
-  const found: [string, string][] = [["src/config/default.ts (embedded default)", EMBEDDED_DEFAULT]];
+  const found: [string, string][] = [
+    ["src/config/default.ts (embedded default, no Docker)", embeddedDefault(join(tmpdir(), "nagare-no-such-dir"))],
+    ["src/config/default.ts (embedded default with Docker)", embeddedDefault(tmpdir())],
+  ];
   const files = [
     ...readdirSync(join(ROOT, "examples")).filter((f) => /\.(ya?ml|json)$/.test(f)).map((f) => `examples/${f}`),
     ...readdirSync(join(ROOT, "deploy/kubernetes")).filter((f) => /\.ya?ml$/.test(f)).map((f) => `deploy/kubernetes/${f}`),
@@ -143,6 +146,15 @@ describe("configs in the repository", () => {
     ]) {
       expect(origins).toContain(expected);
     }
+  });
+
+  test("the embedded default adds the Docker container logs only where their directory can be read", () => {
+    const plain = validateConfig(expanded(embeddedDefault(join(tmpdir(), "nagare-no-such-dir")), "embedded"));
+    const docker = validateConfig(expanded(embeddedDefault(tmpdir()), "embedded"));
+    if (!plain.ok || !docker.ok) throw new Error("the embedded default does not validate");
+    expect(Object.keys(plain.config.sources)).toEqual(["journal"]);
+    expect(docker.config.sources.containers).toMatchObject({ type: "docker", include: [`${tmpdir()}/*/*-json.log`], start_at: "tail" });
+    expect(docker.config.sinks.stdout!.inputs).toEqual(["journal", "containers"]);
   });
 
   test.each(configs)("%s passes the JSON Schema (and the zod schema)", (origin, text) => {

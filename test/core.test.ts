@@ -51,6 +51,23 @@ describe("ack tracker", () => {
     expect(tracker.outstandingBatches).toBe(0);
   });
 
+  test("an ended stream is forgotten once its last batch is done; other streams are kept", () => {
+    const tracker = new AckTracker();
+    const b1 = batch([record("gone", 1), record("live", 1)], ["x"]);
+    const b2 = batch([record("gone", 2)], ["x"]);
+    tracker.register(b1);
+    tracker.register(b2);
+    tracker.end("gone");
+    expect(tracker.streamCount).toBe(2);
+    tracker.complete(b1);
+    expect(tracker.streamCount).toBe(2);
+    tracker.complete(b2);
+    expect(tracker.streamCount).toBe(1);
+    expect(Object.fromEntries(tracker.watermarks())).toEqual({ live: 1 });
+    tracker.end("live");
+    expect(tracker.streamCount).toBe(0);
+  });
+
   test("a held batch of one stream does not hold back another stream", () => {
     const tracker = new AckTracker();
     const b1 = batch([record("a", 1)], ["x"]);

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Server } from "bun";
 import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
 import { ROOT, RunningAgent } from "./support/agent.ts";
@@ -70,6 +70,16 @@ afterAll(() => {
   tmp.cleanup();
 });
 
+/** systemd-analyze verify checks that ExecStart exists on this host: the unit is checked pointing at the installed binary. */
+async function verifyUnit(root: string, unit: string): Promise<void> {
+  const check = join(tmp.path, `verify-${basename(root)}`);
+  mkdirSync(check, { recursive: true });
+  writeFileSync(join(check, "nagare.service"), unit.replaceAll("/usr/local/bin/nagare", join(root, "usr/local/bin/nagare")));
+  const verify = await sh(["systemd-analyze", "verify", "--man=no", join(check, "nagare.service")]);
+  expect(verify.out).toBe("");
+  expect(verify.code).toBe(0);
+}
+
 describe("install.sh", () => {
   test("is shellcheck-clean (and so is release.sh)", async () => {
     const r = await sh(["shellcheck", "install.sh", "scripts/release.sh"]);
@@ -94,13 +104,22 @@ describe("install.sh", () => {
     for (const line of ["Restart=always", "StateDirectory=nagare", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/nagare", "LimitNOFILE=65536", "User=nagare", "SupplementaryGroups=systemd-journal"]) {
       expect(unit).toContain(`${line}\n`);
     }
-    // systemd-analyze verify checks that ExecStart exists on this host: point it at the installed binary.
-    const check = join(tmp.path, "verify");
-    mkdirSync(check, { recursive: true });
-    writeFileSync(join(check, "nagare.service"), unit.replaceAll("/usr/local/bin/nagare", join(root, "usr/local/bin/nagare")));
-    const verify = await sh(["systemd-analyze", "verify", "--man=no", join(check, "nagare.service")]);
-    expect(verify.out).toBe("");
-    expect(verify.code).toBe(0);
+    expect(unit).toContain("CapabilityBoundingSet=\n");
+    expect(readFileSync(join(root, "etc/nagare/nagare.yaml"), "utf8")).not.toContain("type: docker");
+    await verifyUnit(root, unit);
+  });
+
+  test("on a Docker host the config adds the container logs and the unit grants CAP_DAC_READ_SEARCH only", async () => {
+    const root = targetRoot("docker");
+    mkdirSync(join(root, "var/lib/docker/containers"), { recursive: true });
+    const r = await install(root);
+    expect(r.code).toBe(0);
+    const config = Bun.YAML.parse(readFileSync(join(root, "etc/nagare/nagare.yaml"), "utf8")) as { sources: Record<string, unknown>; sinks: { stdout: { inputs: string[] } } };
+    expect(config.sources.containers).toEqual({ type: "docker", include: ["/var/lib/docker/containers/*/*-json.log"], start_at: "tail" });
+    expect(config.sinks.stdout.inputs).toEqual(["journal", "containers"]);
+    const unit = readFileSync(join(root, "etc/systemd/system/nagare.service"), "utf8");
+    expect(unit).toContain("AmbientCapabilities=CAP_DAC_READ_SEARCH\nCapabilityBoundingSet=CAP_DAC_READ_SEARCH\n");
+    await verifyUnit(root, unit);
   });
 
   test("a second run upgrades the binary and keeps an edited config and the checkpoints", async () => {

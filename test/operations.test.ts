@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
-import { readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
+import { apiOf, metricValue, readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range, seqsOf, writeConfig } from "./support/config.ts";
 import { consumeAll, startMockCluster } from "./support/kafka.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";
@@ -15,17 +15,6 @@ import { writeKafkaConfig } from "./support/kafka-config.ts";
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 const caseDir = caseDirs(tmp.path);
-
-/** The API's base URL, from the line the agent logs when it listens (the tests use port 0). */
-async function apiOf(agent: RunningAgent): Promise<string> {
-  const line = await waitFor("the API to listen", () => agent.entries().find((e) => /The API listens on/.test(e.msg)), 20_000);
-  return /http:\/\/[\d.]+:\d+/.exec(line!.msg)![0];
-}
-
-function metricValue(text: string, name: string, labels: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`) || (labels === "" && l.startsWith(`${name} `)));
-  return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
-}
 
 describe("/metrics", () => {
   test("passes promtool check metrics, and records read = acknowledged + in flight", async () => {

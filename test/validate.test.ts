@@ -64,6 +64,7 @@ describe("nagare validate", () => {
     ["forward sink with no servers", `${GOOD}  fwd: { type: forward, inputs: [journal], servers: [], tag: logs }\n`, /^sinks\.fwd\.servers: needs at least 1 item/m],
     ["forward user without shared key", `${GOOD}  fwd: { type: forward, inputs: [journal], servers: [{ host: agg }], tag: logs, username: u, password: p }\n`, /^sinks\.fwd\.shared_key: user authentication needs shared_key/m],
     ["forward only standby servers", `${GOOD}  fwd: { type: forward, inputs: [journal], servers: [{ host: agg, standby: true }], tag: logs }\n`, /^sinks\.fwd\.servers: at least one server must not be standby/m],
+    ["docker include under a file", `${GOOD.replace("sinks:", `  containers: { type: docker, include: ["/etc/passwd/*/*-json.log"] }\nsinks:`).replace("inputs: [journal]", "inputs: [journal, containers]")}`, /^sources\.containers\.include\[0\]: \/etc\/passwd is not a directory$/m],
     ["unwritable sink directory", GOOD.replace(`path: ${dir}/out.jsonl`, "path: /nonexistent-dir/out.jsonl"), /^sinks\.out\.path: cannot write to \/nonexistent-dir/m],
   ];
 

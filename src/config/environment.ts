@@ -6,6 +6,7 @@
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Config } from "./schema.ts";
+import { splitPattern } from "../sources/docker/discovery.ts";
 
 export function environmentProblems(config: Config): string[] {
   const problems: string[] = [];
@@ -20,6 +21,16 @@ export function environmentProblems(config: Config): string[] {
   check(nearestExisting(config.data_dir), "data_dir", constants.W_OK, "cannot write to");
   for (const [name, source] of Object.entries(config.sources)) {
     const at = `sources.${name}`;
+    if (source.type === "docker") {
+      // A directory that does not exist yet is fine (dockerd not started yet); one the agent cannot read is not.
+      source.include.forEach((pattern, i) => {
+        const { base } = splitPattern(pattern);
+        const existing = nearestExisting(base);
+        if (!statSync(existing).isDirectory()) problems.push(`${at}.include[${i}]: ${existing} is not a directory`);
+        else check(existing, `${at}.include[${i}]`, constants.R_OK | constants.X_OK, "cannot read the directory");
+      });
+      continue;
+    }
     if (source.type !== "journald") continue;
     if (source.file !== undefined) check(source.file, `${at}.file`, constants.R_OK, "cannot read");
     else if (source.url === undefined) {

@@ -12,7 +12,10 @@ interface Mark {
 }
 
 class StreamMarks {
+  constructor(readonly name: string) {}
   items: Mark[] = [];
+  /** The source said the stream ended: forget it once nothing of it is pending. */
+  ended = false;
   head = 0;
   watermark: unknown = undefined;
 
@@ -58,7 +61,7 @@ export class AckTracker {
       const record = records[i]!;
       let stream = this.streams.get(record.stream);
       if (stream === undefined) {
-        stream = new StreamMarks();
+        stream = new StreamMarks(record.stream);
         this.streams.set(record.stream, stream);
       }
       if (streams.includes(stream)) continue;
@@ -77,6 +80,7 @@ export class AckTracker {
     for (const mark of marks) mark.done = true;
     for (const stream of streams) {
       if (stream.advance()) this.changed = true;
+      if (stream.ended && stream.pending === 0) this.streams.delete(stream.name);
     }
     this.outstanding--;
   }
@@ -105,9 +109,20 @@ export class AckTracker {
     return this.outstanding;
   }
 
-  /** Forgets streams with nothing pending (e.g. a container that went away), once their checkpoint is saved. */
-  forget(stream: string): void {
+  /**
+   * The stream will have no more records (a container that went away): its state is dropped once its last
+   * records are done, so an agent that sees containers come and go does not grow. Its final watermark is not
+   * reported; the source no longer needs it. Call after the stream's last records are registered.
+   */
+  end(stream: string): void {
     const marks = this.streams.get(stream);
-    if (marks !== undefined && marks.pending === 0) this.streams.delete(stream);
+    if (marks === undefined) return;
+    if (marks.pending === 0) this.streams.delete(stream);
+    else marks.ended = true;
+  }
+
+  /** Streams tracked now (for tests and metrics). */
+  get streamCount(): number {
+    return this.streams.size;
   }
 }

@@ -14,6 +14,8 @@ export interface SourceContext {
   emit(record: LogRecord): void;
   /** Undefined when the source may keep reading; otherwise resolves when the buffer has room again. */
   waitForRoom(): Promise<void> | undefined;
+  /** The stream will emit nothing more (its input is gone): what the pipeline keeps for it can go. */
+  endStream(stream: string): void;
   readonly log: Logger;
   readonly metrics: Metrics;
 }

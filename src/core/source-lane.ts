@@ -70,6 +70,12 @@ export class SourceLane implements SourceContext {
     return this.host.held() ?? this.host.buffer.waitForRoom();
   }
 
+  endStream(stream: string): void {
+    // Seal what the batcher holds, so the stream's last records are registered before it is ended.
+    this.batcher.flush();
+    this.tracker.end(stream);
+  }
+
   /** Runs the source until it stops; a source that throws (a bug) is logged and restarted. */
   start(): void {
     this.running = this.run();

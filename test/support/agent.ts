@@ -2,6 +2,7 @@
 import { readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { waitFor } from "./journal.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const BUN = join(ROOT, "node_modules", ".bin", "bun");
@@ -111,4 +112,16 @@ export function readJsonLines(path: string): Record<string, unknown>[] {
     }
   }
   return out;
+}
+
+/** The API's base URL, from the line the agent logs when it listens (the tests use port 0). */
+export async function apiOf(agent: RunningAgent): Promise<string> {
+  const line = await waitFor("the API to listen", () => agent.entries().find((e) => /The API listens on/.test(e.msg)), 20_000);
+  return /http:\/\/[\d.]+:\d+/.exec(line!.msg)![0];
+}
+
+/** One sample's value from Prometheus text (NaN when absent); `labels` as written inside the braces. */
+export function metricValue(text: string, name: string, labels: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`) || (labels === "" && l.startsWith(`${name} `)));
+  return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
 }

@@ -1,5 +1,10 @@
-/** Finds container log files matching the include patterns and none of the exclude patterns. */
-import { existsSync } from "node:fs";
+/**
+ * Finds container log files matching the include patterns and none of the exclude patterns. Each pattern's fixed
+ * base directory (e.g. /var/lib/docker/containers) is watched for new entries, so a new container is found
+ * within a moment; the periodic rescan stays the fallback for what events miss. Only the base is watched, not
+ * the container directories, because every write to a log file would be an event there.
+ */
+import { existsSync, watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
 
 const GLOB_CHARS = /[*?[{]/;
@@ -7,39 +12,82 @@ const GLOB_CHARS = /[*?[{]/;
 export class Discovery {
   private readonly include: { base: string; glob: Bun.Glob }[];
   private readonly exclude: Bun.Glob[];
+  private readonly watchers = new Map<string, FSWatcher>();
+  /** When something appeared in a base directory (performance.now()), 0 if nothing did since the last look. */
+  private changedAt = 0;
 
   constructor(include: readonly string[], exclude: readonly string[]) {
     this.include = include.map((pattern) => {
-      const parts = pattern.split("/");
-      const firstGlob = parts.findIndex((p) => GLOB_CHARS.test(p));
-      const base = firstGlob < 0 ? dirname(pattern) : parts.slice(0, firstGlob).join("/") || "/";
-      const rest = firstGlob < 0 ? basename(pattern) : parts.slice(firstGlob).join("/");
+      const { base, rest } = splitPattern(pattern);
       return { base, glob: new Bun.Glob(rest) };
     });
     this.exclude = exclude.map((pattern) => new Bun.Glob(pattern));
   }
 
-  /** Every matching file, as absolute paths. */
+  /** Every matching file, as absolute paths. Also (re)starts watching the base directories that exist now. */
   scan(): Set<string> {
     const found = new Set<string>();
     for (const { base, glob } of this.include) {
       if (!existsSync(base)) continue;
+      this.watchBase(base);
       for (const path of glob.scanSync({ cwd: base, absolute: true, onlyFiles: true, followSymlinks: true })) {
         if (!this.exclude.some((e) => e.match(path))) found.add(path);
       }
     }
     return found;
   }
+
+  /**
+   * Whether a base directory saw an entry appear or go since the last call. dockerd creates a container's
+   * directory before its log file, so after an event the caller keeps rescanning often for a short while.
+   */
+  takeChanged(): boolean {
+    const changed = this.changedAt > 0;
+    this.changedAt = 0;
+    return changed;
+  }
+
+  close(): void {
+    for (const watcher of this.watchers.values()) watcher.close();
+    this.watchers.clear();
+  }
+
+  private watchBase(base: string): void {
+    if (this.watchers.has(base)) return;
+    try {
+      const watcher = watch(base, { persistent: false }, (event) => {
+        if (event === "rename") this.changedAt = performance.now();
+      });
+      // A base directory removed or unreadable: drop the watcher; the next scan watches it again if it is back.
+      watcher.on("error", () => {
+        watcher.close();
+        this.watchers.delete(base);
+      });
+      this.watchers.set(base, watcher);
+    } catch {
+      // Not watchable (no inotify instances left, permissions): the periodic rescan finds new files.
+    }
+  }
+}
+
+/** A pattern's fixed directory (the part before the first glob character) and the glob relative to it. */
+export function splitPattern(pattern: string): { base: string; rest: string } {
+  const parts = pattern.split("/");
+  const firstGlob = parts.findIndex((p) => GLOB_CHARS.test(p));
+  if (firstGlob < 0) return { base: dirname(pattern), rest: basename(pattern) };
+  return { base: parts.slice(0, firstGlob).join("/") || "/", rest: parts.slice(firstGlob).join("/") };
 }
 
 /**
- * The stream a log file belongs to: the container id. Docker keeps `<id>/<id>-json.log`; kubelet links
- * `/var/log/containers/<pod>_<ns>_<container>-<id>.log`; under /var/log/pods the container's directory is used.
+ * The stream a log file belongs to: the container id where the layout names it — Docker keeps
+ * `<id>/<id>-json.log`; kubelet links `/var/log/containers/<pod>_<ns>_<container>-<id>.log` — else the file's
+ * path (under /var/log/pods a container directory holds one file per restart, `0.log`, `1.log`, each a stream
+ * of its own, since each has its own position).
  */
 export function containerIdOf(path: string): string {
   const dir = basename(dirname(path));
   if (/^[0-9a-f]{64}$/.test(dir)) return dir;
   const linked = /-([0-9a-f]{64})\.log$/.exec(basename(path));
   if (linked) return linked[1]!;
-  return dirname(path);
+  return path;
 }

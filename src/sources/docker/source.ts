@@ -22,6 +22,11 @@ export interface ContainerPositions {
 }
 
 const READ_BUDGET = 256 * 1024;
+/** After a new entry appears in a watched directory, rescan every SOON_SCAN_MS for SCAN_OFTEN_MS. */
+const SOON_SCAN_MS = 50;
+const SCAN_OFTEN_MS = 2_000;
+/** A closed file missing this long is let go. */
+const MISSING_FILE_GRACE_MS = 10_000;
 
 export class DockerSource implements Source {
   readonly type = "docker";
@@ -44,18 +49,25 @@ export class DockerSource implements Source {
     const firstScan = !this.started;
     this.started = true;
     let nextScan = 0;
+    /** Until then rescans come every SOON_SCAN_MS: something appeared in a watched directory. */
+    let scanOftenUntil = 0;
+    let lastScan = 0;
     let turn = 0;
     const out: TailedRecord[] = [];
     while (!this.stopped) {
-      if (performance.now() >= nextScan) {
-        this.scan(firstScan && nextScan === 0);
-        nextScan = performance.now() + this.config.rescan_interval;
+      const now = performance.now();
+      if (this.discovery.takeChanged()) scanOftenUntil = now + SCAN_OFTEN_MS;
+      if (now >= nextScan || (now < scanOftenUntil && now >= lastScan + SOON_SCAN_MS)) {
+        this.scan(firstScan && nextScan === 0, ctx);
+        await this.updateGauges();
+        lastScan = performance.now();
+        nextScan = lastScan + this.config.rescan_interval;
       }
       const tailers = [...this.tailers.values()];
       let readAny = false;
       for (let i = 0; i < tailers.length && !this.stopped; i++) {
         const wait = ctx.waitForRoom();
-        if (wait !== undefined) await Promise.race([wait, sleep(60_000, this.stopSignal.signal)]);
+        if (wait !== undefined) await this.whilePaused(wait);
         if (this.stopped) break;
         const tailer = tailers[(turn + i) % tailers.length]!;
         try {
@@ -66,17 +78,17 @@ export class DockerSource implements Source {
           await tailer.close();
         }
         if (tailer.lost !== undefined) {
-          ctx.log.warn(`Source ${this.name}: ${tailer.lost}; lines written in between may be missing (the file was rotated away or deleted before it was read).`);
+          ctx.log.error(`Source ${this.name}: ${tailer.lost}. Keep more rotated files (dockerd max-file) or keep the agent running to avoid this.`);
           tailer.lost = undefined;
         }
         if (out.length > 0) this.emit(out, tailer, ctx);
-        if (tailer.finished) this.tailers.delete(tailer.path);
+        if (tailer.finished) this.letGo(tailer, ctx);
       }
       turn++;
       this.counters.openFiles.value = tailers.filter((t) => t.isOpen).length;
-      this.counters.heldDeleted.value = tailers.reduce((n, t) => n + t.heldDeletedBytes, 0);
       if (!readAny) await sleep(this.config.poll_interval, this.stopSignal.signal);
     }
+    this.discovery.close();
     await Promise.all([...this.tailers.values()].map((t) => t.close()));
   }
 
@@ -91,15 +103,60 @@ export class DockerSource implements Source {
     for (const [stream, saved] of Object.entries(this.saved)) if (existsSync(dirname(saved.identity.path))) containers[stream] = saved;
     for (const [stream, mark] of watermarks) {
       const position = mark as FilePosition;
+      if (!existsSync(dirname(position.identity.path))) continue;
       containers[stream] = { identity: position.identity, offset: position.offset, modifiedMs: position.modifiedMs };
     }
     this.saved = containers;
     return { containers };
   }
 
+  /** Waits for room in the buffer; meanwhile keeps the gauges true (a deleted file held open shows up here). */
+  private async whilePaused(wait: Promise<void>): Promise<void> {
+    let room = false;
+    void wait.then(() => (room = true));
+    while (!room && !this.stopped) {
+      await Promise.race([wait, sleep(this.config.rescan_interval, this.stopSignal.signal)]);
+      if (!room) await this.updateGauges();
+    }
+  }
+
+  private async updateGauges(): Promise<void> {
+    let held = 0;
+    let open = 0;
+    for (const tailer of this.tailers.values()) {
+      if (!tailer.isOpen) continue;
+      open++;
+      held += await tailer.checkHeldDeleted();
+    }
+    this.counters!.openFiles.value = open;
+    this.counters!.heldDeleted.value = held;
+  }
+
+  /** A removed container's file was read to its end: forget the container (its saved position is pruned). */
+  private letGo(tailer: Tailer, ctx: SourceContext): void {
+    this.tailers.delete(tailer.path);
+    this.metadata.forget(dirname(tailer.path));
+    ctx.endStream(tailer.stream);
+  }
+
   /** New files get a tailer: at their saved position, else at the head (or the tail on the first scan). */
-  private scan(atStartup: boolean): void {
-    for (const path of this.discovery.scan()) {
+  private scan(atStartup: boolean, ctx: SourceContext): void {
+    const found = this.discovery.scan();
+    const now = performance.now();
+    for (const tailer of this.tailers.values()) {
+      // Removed while its file was closed (more files than max_open_files): it will never be read again. The
+      // container directory is gone (docker rm), or the file has been missing for a while (kubelet deletes old
+      // restarts' logs; a rotation leaves the name missing only for an instant).
+      if (tailer.isOpen || found.has(tailer.path)) {
+        tailer.missingSince = undefined;
+        continue;
+      }
+      tailer.missingSince ??= now;
+      if (existsSync(dirname(tailer.path)) && now - tailer.missingSince < MISSING_FILE_GRACE_MS) continue;
+      if (tailer.unreadAtClose > 0) ctx.log.error(`Source ${this.name}: container ${tailer.stream} had its log file ${tailer.path} deleted while the file was closed to stay under max_open_files; the last ${tailer.unreadAtClose} bytes written to it were not read and are lost.`);
+      this.letGo(tailer, ctx);
+    }
+    for (const path of found) {
       if (this.tailers.has(path)) continue;
       const stream = containerIdOf(path);
       const saved = this.saved[stream];
@@ -137,7 +194,8 @@ export class DockerSource implements Source {
         this.counters!.corrupt.value++;
       }
       const size = 2 * merged.text.length + 600;
-      const idKey = `${tailer.stream}:${identity.dev}:${identity.ino}:${merged.endOffset}`;
+      // The time (to the nanosecond) tells apart two lines at one offset of one inode (copytruncate, inode reuse).
+      const idKey = `${tailer.stream}:${identity.dev}:${identity.ino}:${merged.endOffset}:${merged.time}`;
       ctx.emit(new ContainerRecord(this.name, tailer.stream, fields, merged.time, size, position, idKey));
     }
     out.length = 0;

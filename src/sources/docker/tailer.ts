@@ -42,13 +42,17 @@ export class Tailer {
   private carried: FilePosition | undefined;
   /** The file at `path` is newer than the one being read (renamed away): switch once this one is read. */
   private rotatedAway = false;
-  /** Set when the saved or current file could not be found again: what may have been skipped (for a WARN). */
+  /** Set when the saved or current file was deleted before it was read to its end: what was lost (for an ERROR). */
   lost: string | undefined;
   /** Modification time of the current file at the last read. */
   private modifiedMs = 0;
   /** The file was removed and fully read: the tailer can go. */
   finished = false;
   lastReadAt = 0;
+  /** Since when (performance.now()) the closed file has not been found by discovery. */
+  missingSince: number | undefined;
+  /** Bytes of the file not read yet when it was last closed (what is lost if it is deleted while closed). */
+  unreadAtClose = 0;
   /** Bytes of a deleted file still held open (its space is not freed until it is read and closed). */
   heldDeletedBytes = 0;
 
@@ -85,8 +89,10 @@ export class Tailer {
       // Gone: rotated out while we were away. Go on with the file that came after it, if it is still there.
       const since = typeof this.start === "object" ? this.start.modifiedMs : this.modifiedMs;
       const next = since > 0 ? await openNextAfter(wanted, since) : undefined;
+      const offset = typeof this.start === "object" ? this.start.offset : this.consumed;
       this.start = undefined;
       if (next !== undefined) {
+        this.lost = `${wanted.path} (inode ${wanted.ino}, read up to byte ${offset}) was deleted by rotation while it was not open; reading goes on with the next file of its chain, and the lines written to it after that byte, if any, are lost`;
         this.file = next;
         this.identity = await identify(next, this.path);
         this.setStart(0);
@@ -94,7 +100,7 @@ export class Tailer {
         this.rotatedAway = atPath === undefined || atPath.ino !== this.identity.ino || atPath.dev !== this.identity.dev;
         return true;
       }
-      this.lost = `${wanted.path} (inode ${wanted.ino}) and the files after it are gone; reading from the oldest file still present`;
+      this.lost = `${wanted.path} (inode ${wanted.ino}, read up to byte ${offset}) and the files rotated after it were deleted while they were not open; reading starts again at the oldest file still present, and the lines those files held after that byte are lost`;
       this.identity = undefined;
     }
     // From the head: a container seen for the first time is read from its oldest rotated file still on disk,
@@ -111,11 +117,21 @@ export class Tailer {
     return true;
   }
 
+  /** Bytes held by the open file if it was deleted (its space is freed only when it is read and closed). */
+  async checkHeldDeleted(): Promise<number> {
+    const st = await this.file?.stat().catch(() => undefined);
+    this.heldDeletedBytes = st !== undefined && st.nlink === 0 ? st.size : 0;
+    return this.heldDeletedBytes;
+  }
+
   /** Closes the descriptor (to stay under max_open_files); reading continues later where it stopped. */
   async close(): Promise<void> {
     const file = this.file;
+    if (file === undefined) return;
     this.file = undefined;
-    await file?.close().catch(() => undefined);
+    const st = await file.stat().catch(() => undefined);
+    this.unreadAtClose = st === undefined ? 0 : Math.max(0, st.size - this.consumed);
+    await file.close().catch(() => undefined);
   }
 
   /**
