@@ -27,23 +27,45 @@ export async function benchJournal(entries: number, small = false): Promise<{ wo
   return { work, journal, tail };
 }
 
+/** runUntilCheckpoint for the journald benches: until the cursor of source `journal` is `tail`. */
+export function runToCheckpoint(config: string, dataDir: string, tail: string): Promise<{ ms: number; hwm: number }> {
+  return runUntilCheckpoint(config, dataDir, "journal", (position) => (position as { cursor?: string }).cursor === tail, `${dataDir}.log`);
+}
+
 /**
- * Runs the binary with `config` until the checkpoint of source `journal` reaches `tail`; returns the time from
- * spawn (process start included) and the peak RSS. The agent is then stopped with SIGTERM.
+ * Runs the binary with `config` until `reached(position)` holds for the saved checkpoint of source `source`
+ * (read from `<dataDir>/checkpoints/<source>.json` every 10 ms); returns the time from spawn (process start
+ * included) and the peak RSS. The agent is then stopped with SIGTERM. The agent's stderr goes to `logFile`, and
+ * an agent that exits before the end fails the run with the tail of that log.
  */
-export async function runToCheckpoint(config: string, dataDir: string, tail: string): Promise<{ ms: number; hwm: number }> {
+export async function runUntilCheckpoint(
+  config: string,
+  dataDir: string,
+  source: string,
+  reached: (position: unknown) => boolean,
+  logFile: string,
+): Promise<{ ms: number; hwm: number }> {
   rmSync(dataDir, { recursive: true, force: true });
+  rmSync(logFile, { force: true });
   const started = performance.now();
-  const agent = Bun.spawn([BINARY, "run", "-c", config], { stdout: "ignore", stderr: "ignore" });
-  const checkpoint = join(dataDir, "checkpoints", "journal.json");
+  const agent = Bun.spawn([BINARY, "run", "-c", config], { stdout: "ignore", stderr: Bun.file(logFile) });
+  const checkpoint = join(dataDir, "checkpoints", `${source}.json`);
   let hwm = 0;
   for (;;) {
-    hwm = memoryOf(agent.pid).hwm;
-    if (existsSync(checkpoint) && JSON.parse(readFileSync(checkpoint, "utf8")).position.cursor === tail) break;
+    if (agent.exitCode !== null || agent.signalCode !== null) {
+      const log = existsSync(logFile) ? readFileSync(logFile, "utf8").trim().split("\n").slice(-10).join("\n") : "";
+      throw new Error(`the agent exited early (${agent.exitCode ?? agent.signalCode}); the end of its log:\n${log}`);
+    }
     if (performance.now() - started > 600_000) {
       agent.kill("SIGKILL");
       throw new Error("the agent did not finish within 10 minutes");
     }
+    try {
+      hwm = Math.max(hwm, memoryOf(agent.pid).hwm);
+    } catch {
+      // exiting (no VmHWM in a zombie's status): reported above once the process is reaped
+    }
+    if (existsSync(checkpoint) && reached(JSON.parse(readFileSync(checkpoint, "utf8")).position)) break;
     await Bun.sleep(10);
   }
   const ms = performance.now() - started;

@@ -150,7 +150,8 @@ export class Tailer {
     const chunk = Buffer.allocUnsafe(budget);
     const { bytesRead } = await file.read(chunk, 0, budget, from);
     if (bytesRead === 0) {
-      await this.atEnd(out);
+      // Switched to the next file of the chain: read it now rather than after a poll interval.
+      if (await this.atEnd(out)) return this.read(out, budget);
       return 0;
     }
     this.lastReadAt = performance.now();
@@ -246,13 +247,13 @@ export class Tailer {
     this.merger.restore(snapshot);
   }
 
-  /** At the end of the file: follow a rotation, or notice the file is gone. */
-  private async atEnd(out: TailedRecord[]): Promise<void> {
+  /** At the end of the file: follow a rotation (true when the next file is open), or notice the file is gone. */
+  private async atEnd(out: TailedRecord[]): Promise<boolean> {
     const st = await this.file!.stat();
     const atPath = await stat(this.path).catch(() => undefined);
     const renamed = this.rotatedAway || atPath === undefined || atPath.ino !== this.identity!.ino || atPath.dev !== this.identity!.dev;
     this.heldDeletedBytes = st.nlink === 0 ? st.size : 0;
-    if (!renamed) return;
+    if (!renamed) return false;
     if (atPath === undefined) {
       if (st.nlink === 0) {
         // Removed (container deleted) and read to its end: finish what was open and let it go.
@@ -261,12 +262,12 @@ export class Tailer {
         this.finished = true;
         this.heldDeletedBytes = 0;
       }
-      return;
+      return false;
     }
     // Rotated: this file is read to its end; go on with the next newer file of the chain (the file at the path
     // once every rotated one is read), carrying open merges over.
     const file = await openNextAfter(this.identity!, st.mtimeMs);
-    if (file === undefined) return;
+    if (file === undefined) return false;
     const snapshot = this.merger.snapshot();
     if (this.merger.pendingStreams > 0) this.carried ??= { stream: this.stream, identity: this.identity!, offset: this.merger.safeOffset, modifiedMs: this.modifiedMs };
     await this.close();
@@ -276,5 +277,6 @@ export class Tailer {
     this.rotatedAway = atPathNow === undefined || atPathNow.ino !== this.identity.ino || atPathNow.dev !== this.identity.dev;
     this.setStart(0);
     this.merger.restore(snapshot);
+    return true;
   }
 }
