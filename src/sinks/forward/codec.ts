@@ -76,7 +76,7 @@ export function encodePackedForward(tag: string, entries: Uint8Array, size: numb
   const option: Record<string, unknown> = { size, chunk };
   if (gzip) option.compressed = "gzip";
   const body = gzip ? gzipSync(entries) : entries;
-  return { bytes: encoder.encode([tag, body, option]).slice(), chunk, size };
+  return { bytes: encoder.encode([tag, body, option]), chunk, size };
 }
 
 /** 16 random bytes, base64: the chunk id Fluentd itself uses. */
