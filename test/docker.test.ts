@@ -3,10 +3,10 @@
  * agent reads them, rotates, and gets killed.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir, waitFor } from "./support/journal.ts";
-import { apiOf, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
+import { apiOf, countLines, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range, writeAgentConfig } from "./support/config.ts";
 import { CheckpointStore } from "../src/core/checkpoint-store.ts";
 import type { ContainerPositions } from "../src/sources/docker/source.ts";
@@ -19,14 +19,6 @@ const caseDir = caseDirs(tmp.path);
 
 const line = (seq: number, pad = 120) => `seq=${seq} ${"x".repeat(pad)}`;
 const seqOf = (r: Record<string, unknown>) => Number(/^seq=(\d+)/.exec(String(r.log))?.[1] ?? -1);
-/** Lines in a file, without parsing them (cheap enough to poll while the agent runs). */
-function lineCount(path: string): number {
-  if (!existsSync(path)) return 0;
-  const data = readFileSync(path);
-  let n = 0;
-  for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) n++;
-  return n;
-}
 function byContainerComplete(records: Record<string, unknown>[], writers: ContainerWriter[], per: number): boolean {
   const seqs = byContainer(records);
   return writers.every((w) => coverage(seqs.get(w.id) ?? [], 1, per).missing.length === 0);
@@ -183,7 +175,7 @@ describe("discovery, resume and removal", () => {
     const held = await waitFor("the held deleted bytes gauge", async () => ((await metric("nagare_container_held_deleted_bytes")) > 0 ? metric("nagare_container_held_deleted_bytes") : 0), 10_000);
     const out = join(dir, "out.jsonl");
     const reader = Bun.spawn(["sh", "-c", `cat "${fifo}" > "${out}"`], { stdin: "ignore" });
-    await waitFor("every line of both containers", () => lineCount(out) >= 20_010, 60_000);
+    await waitFor("every line of both containers", () => countLines(out) >= 20_010, 60_000);
     await waitFor("the gauges back to zero", async () => (await metric("nagare_container_held_deleted_bytes")) === 0 && (await metric("nagare_container_open_files")) === 1, 10_000);
     const saved = () => Object.keys((new CheckpointStore(join(dir, "data")).list()[0]?.checkpoint?.position as ContainerPositions | undefined)?.containers ?? {});
     await waitFor("the removed container pruned from the checkpoint", () => saved().length === 1, 10_000);
@@ -240,8 +232,8 @@ describe("crashes and scale", () => {
         if (kill > 0) writeSome(1_100);
         expect(writers.every((w, i) => w.rotations > rotationsBefore[i]! || kill === 0)).toBe(true);
         agent = new RunningAgent(config);
-        const target = lineCount(out) + 2_500;
-        await waitFor("progress", () => lineCount(out) >= target, 30_000);
+        const target = countLines(out) + 2_500;
+        await waitFor("progress", () => countLines(out) >= target, 30_000);
         expect(written).toBeLessThan(PER);
         agent.kill("SIGKILL");
         await agent.exited;
@@ -251,7 +243,7 @@ describe("crashes and scale", () => {
     } finally {
       clearInterval(pacer);
     }
-    await waitFor("everything", () => lineCount(out) >= 3 * PER && byContainerComplete(readJsonLines(out), writers, PER), 60_000);
+    await waitFor("everything", () => countLines(out) >= 3 * PER && byContainerComplete(readJsonLines(out), writers, PER), 60_000);
     expect(await agent.stop()).toBe(0);
     expect(agent.entries().filter((e) => e.level === "warn" || e.level === "error")).toEqual([]);
     const per = byContainer(readJsonLines(out));

@@ -18,8 +18,9 @@
  *     --runs N    runs per sink (default 3)
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, openSync, readSync, closeSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { countLines } from "../../test/support/agent.ts";
 import { ContainerWriter } from "../../test/support/docker-writer.ts";
 import { startForwardServer } from "../../test/support/forward-server.ts";
 import { ROOT, runUntilCheckpoint } from "./common.ts";
@@ -115,23 +116,6 @@ function atEnd(containers: Container[]): (position: unknown) => boolean {
   };
 }
 
-function countNewlines(path: string): number {
-  const fd = openSync(path, "r");
-  const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
-  let n = 0;
-  try {
-    for (;;) {
-      const got = readSync(fd, buf, 0, buf.length, null);
-      if (got === 0) break;
-      const chunk = got === buf.length ? buf : buf.subarray(0, got);
-      for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return n;
-}
-
 interface Run {
   ms: number;
   hwm: number;
@@ -169,7 +153,7 @@ if (ONLY !== "forward") {
   for (let i = 0; i < RUNS; i++) {
     rmSync(out, { force: true });
     const r = await runUntilCheckpoint(config, data, "containers", atEnd(containers), log);
-    const lines = countNewlines(out);
+    const lines = countLines(out);
     if (lines !== LINES) throw new Error(`file sink run ${i + 1}: the output holds ${lines} lines, expected ${LINES}`);
     runs.push(r);
     console.log(`docker -> file, run ${i + 1}: ${describe(r)} (output ${(statSync(out).size / 1e6).toFixed(0)} MB, ${lines} lines)`);

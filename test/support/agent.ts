@@ -1,5 +1,5 @@
 /** Running the agent under test as a real process: the CLI from source (or the built binary), its log, its kill. */
-import { readFileSync, existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { waitFor } from "./journal.ts";
@@ -112,6 +112,25 @@ export function readJsonLines(path: string): Record<string, unknown>[] {
     }
   }
   return out;
+}
+
+/** Lines in a file (0 when it does not exist), counted in 4 MiB reads without decoding: cheap enough to poll. */
+export function countLines(path: string): number {
+  if (!existsSync(path)) return 0;
+  const fd = openSync(path, "r");
+  const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+  let n = 0;
+  try {
+    for (;;) {
+      const got = readSync(fd, buf, 0, buf.length, null);
+      if (got === 0) break;
+      const chunk = got === buf.length ? buf : buf.subarray(0, got);
+      for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return n;
 }
 
 /** The API's base URL, from the line the agent logs when it listens (the tests use port 0). */

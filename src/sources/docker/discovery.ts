@@ -13,8 +13,8 @@ export class Discovery {
   private readonly include: { base: string; glob: Bun.Glob }[];
   private readonly exclude: Bun.Glob[];
   private readonly watchers = new Map<string, FSWatcher>();
-  /** When something appeared in a base directory (performance.now()), 0 if nothing did since the last look. */
-  private changedAt = 0;
+  /** An entry appeared in (or left) a base directory since the last look. */
+  private changed = false;
 
   constructor(include: readonly string[], exclude: readonly string[]) {
     this.include = include.map((pattern) => {
@@ -42,8 +42,8 @@ export class Discovery {
    * directory before its log file, so after an event the caller keeps rescanning often for a short while.
    */
   takeChanged(): boolean {
-    const changed = this.changedAt > 0;
-    this.changedAt = 0;
+    const changed = this.changed;
+    this.changed = false;
     return changed;
   }
 
@@ -56,7 +56,7 @@ export class Discovery {
     if (this.watchers.has(base)) return;
     try {
       const watcher = watch(base, { persistent: false }, (event) => {
-        if (event === "rename") this.changedAt = performance.now();
+        if (event === "rename") this.changed = true;
       });
       // A base directory removed or unreadable: drop the watcher; the next scan watches it again if it is back.
       watcher.on("error", () => {

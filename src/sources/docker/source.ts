@@ -85,7 +85,6 @@ export class DockerSource implements Source {
         if (tailer.finished) this.letGo(tailer, ctx);
       }
       turn++;
-      this.counters.openFiles.value = tailers.filter((t) => t.isOpen).length;
       if (!readAny) await sleep(this.config.poll_interval, this.stopSignal.signal);
     }
     this.discovery.close();

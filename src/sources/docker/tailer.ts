@@ -53,8 +53,6 @@ export class Tailer {
   missingSince: number | undefined;
   /** Bytes of the file not read yet when it was last closed (what is lost if it is deleted while closed). */
   unreadAtClose = 0;
-  /** Bytes of a deleted file still held open (its space is not freed until it is read and closed). */
-  heldDeletedBytes = 0;
 
   constructor(
     readonly path: string,
@@ -120,8 +118,7 @@ export class Tailer {
   /** Bytes held by the open file if it was deleted (its space is freed only when it is read and closed). */
   async checkHeldDeleted(): Promise<number> {
     const st = await this.file?.stat().catch(() => undefined);
-    this.heldDeletedBytes = st !== undefined && st.nlink === 0 ? st.size : 0;
-    return this.heldDeletedBytes;
+    return st !== undefined && st.nlink === 0 ? st.size : 0;
   }
 
   /** Closes the descriptor (to stay under max_open_files); reading continues later where it stopped. */
@@ -252,7 +249,6 @@ export class Tailer {
     const st = await this.file!.stat();
     const atPath = await stat(this.path).catch(() => undefined);
     const renamed = this.rotatedAway || atPath === undefined || atPath.ino !== this.identity!.ino || atPath.dev !== this.identity!.dev;
-    this.heldDeletedBytes = st.nlink === 0 ? st.size : 0;
     if (!renamed) return false;
     if (atPath === undefined) {
       if (st.nlink === 0) {
@@ -260,7 +256,6 @@ export class Tailer {
         this.drainPartials(out);
         await this.close();
         this.finished = true;
-        this.heldDeletedBytes = 0;
       }
       return false;
     }
