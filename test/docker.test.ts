@@ -245,7 +245,10 @@ describe("crashes and scale", () => {
     }
     await waitFor("everything", () => countLines(out) >= 3 * PER && byContainerComplete(readJsonLines(out), writers, PER), 60_000);
     expect(await agent.stop()).toBe(0);
-    expect(agent.entries().filter((e) => e.level === "warn" || e.level === "error")).toEqual([]);
+    // The last kill may have cut the file sink mid-line; its repair on start is a WARN (nothing lost) and expected.
+    const repairedPartialLine = (msg: string) => msg.includes("removed a partial last line");
+    const complaints = agent.entries().filter((e) => (e.level === "warn" || e.level === "error") && !repairedPartialLine(String(e.msg)));
+    expect(complaints).toEqual([]);
     const per = byContainer(readJsonLines(out));
     let duplicates = 0;
     for (const w of writers) {
