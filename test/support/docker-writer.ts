@@ -19,18 +19,24 @@
  *   max-size by up to one entry, and the pieces of one split line can end up in two files.
  * - Rotation by copytruncate (logrotate): shift as above, copy the file to `.1`, truncate it in place (same inode;
  *   the writer appends with O_APPEND so it continues at offset 0).
+ * - Kubernetes (`pod`): kubelet's layout `<root>/<namespace>_<pod>_<uid>/<container>/<restart>.log`, CRI lines, no
+ *   config.v2.json. Rotation as kubelet's containerLogManager does it (pkg/kubelet/logs): delete the oldest rotated
+ *   files beyond max-files - 2, gzip every rotated file still plain (through `<name>.tmp`, then rename to `.gz` and
+ *   delete the plain one), rename the current file to `<name>.<YYYYMMDD-HHMMSS>` and have the runtime reopen the
+ *   path (a new file). So the newest rotated file stays plain until the next rotation.
  * - Metadata: `config.v2.json` in the shape dockerd writes it (one line, `"Name":"/<name>"`, `Config.Image`,
  *   `Config.Labels`, `LogPath` …), replaced atomically like dockerd (written to `.tmp-config.v2.json<digits>` in
  *   the same directory, then renamed over it); plus `hostconfig.json` with the LogConfig.
  */
 import { isAscii } from "node:buffer";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
   copyFileSync,
   ftruncateSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -75,6 +81,18 @@ export interface ContainerWriterOptions {
   attrs?: Record<string, string>;
   /** CRI: containerd's max_container_log_line_size (default 16384; 0 or less: no limit). */
   criMaxLineBytes?: number;
+  /** Write as a Kubernetes container (kubelet's layout and rotation, CRI format); `rotation`/`compress` do not apply. */
+  pod?: PodContainer;
+}
+
+export interface PodContainer {
+  namespace: string;
+  name: string;
+  /** The pod's UID; random by default. */
+  uid?: string;
+  container: string;
+  /** The container's restart count, the log file's name (default 0). */
+  restart?: number;
 }
 
 export interface ContainerMetadata {
@@ -259,7 +277,9 @@ export class ContainerWriter {
   readonly format: "json-file" | "cri";
   private readonly maxSize: number | undefined;
   private readonly maxFiles: number;
-  private readonly rotation: "rename" | "copytruncate";
+  private readonly rotation: "rename" | "copytruncate" | "kubelet";
+  /** kubelet: the time in the last rotated file's name, kept unique (one rotation per second at most in real life). */
+  private lastRotatedSecond = 0;
   private readonly compress: boolean;
   private readonly attrs: string | undefined;
   private readonly criMax: number;
@@ -276,12 +296,18 @@ export class ContainerWriter {
   constructor(opts: ContainerWriterOptions) {
     this.id = opts.id ?? randomBytes(32).toString("hex");
     if (!/^[0-9a-f]{64}$/.test(this.id)) throw new Error(`container id must be 64 hex digits: ${this.id}`);
-    this.format = opts.format ?? "json-file";
-    this.dir = join(opts.root, this.id);
-    this.path = join(this.dir, this.format === "cri" ? `${this.id}.log` : `${this.id}-json.log`);
+    this.format = opts.pod !== undefined ? "cri" : (opts.format ?? "json-file");
+    if (opts.pod !== undefined) {
+      const { namespace, name, uid = randomUUID(), container, restart = 0 } = opts.pod;
+      this.dir = join(opts.root, `${namespace}_${name}_${uid}`, container);
+      this.path = join(this.dir, `${restart}.log`);
+    } else {
+      this.dir = join(opts.root, this.id);
+      this.path = join(this.dir, this.format === "cri" ? `${this.id}.log` : `${this.id}-json.log`);
+    }
     this.maxSize = opts.maxSize;
     this.maxFiles = Math.max(1, Math.floor(opts.maxFiles ?? 1));
-    this.rotation = opts.rotation ?? "rename";
+    this.rotation = opts.pod !== undefined ? "kubelet" : (opts.rotation ?? "rename");
     this.compress = (opts.compress ?? false) && this.rotation === "rename" && this.maxFiles >= 2;
     this.attrs = attrsJson(opts.attrs);
     this.criMax = opts.criMaxLineBytes ?? CRI_MAX_LINE_BYTES;
@@ -292,7 +318,7 @@ export class ContainerWriter {
       labels: { ...(opts.labels ?? {}) },
     };
     mkdirSync(this.dir, { recursive: true, mode: 0o710 });
-    this.writeConfig();
+    if (this.rotation !== "kubelet") this.writeConfig();
     if (this.format === "json-file") this.writeHostConfig();
     this.fd = openSync(this.path, "a", 0o640);
   }
@@ -328,6 +354,7 @@ export class ContainerWriter {
   /** Rotates now, in the configured mode. */
   rotate(): void {
     this.flushBatch();
+    if (this.rotation === "kubelet") return this.rotateAsKubelet();
     const fd = this.openFd();
     const shift = this.maxFiles >= 2;
     if (shift) {
@@ -350,6 +377,30 @@ export class ContainerWriter {
         unlinkSync(`${this.path}.1`);
       }
     }
+    this.size = 0;
+    this.rotations++;
+  }
+
+  private rotateAsKubelet(): void {
+    const dir = dirname(this.path);
+    const base = basename(this.path);
+    const rotated = readdirSync(dir)
+      .filter((name) => name.startsWith(`${base}.`) && !name.endsWith(".tmp"))
+      .sort();
+    const keep = Math.max(0, this.maxFiles - 2);
+    for (const name of rotated.splice(0, Math.max(0, rotated.length - keep))) tryUnlink(join(dir, name));
+    for (const name of rotated) {
+      if (name.endsWith(".gz")) continue;
+      const plain = join(dir, name);
+      writeFileSync(`${plain}.tmp`, gzipSync(readFileSync(plain)), { mode: 0o640 });
+      renameSync(`${plain}.tmp`, `${plain}.gz`);
+      unlinkSync(plain);
+    }
+    const second = Math.max(Math.floor(Date.now() / 1000), this.lastRotatedSecond + 1);
+    this.lastRotatedSecond = second;
+    renameSync(this.path, `${this.path}.${new Date(second * 1000).toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`);
+    closeSync(this.openFd()); // containerd's ReopenContainerLog: close the renamed file, create the path anew
+    this.fd = openSync(this.path, "a", 0o640);
     this.size = 0;
     this.rotations++;
   }

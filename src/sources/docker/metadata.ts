@@ -1,14 +1,22 @@
 /**
- * Container metadata from the container directory's config.v2.json (dockerd's own record of the container):
- * name, image and labels. Read once per container and again only when the file's modification time changes.
+ * Container metadata added to each record (`metadata: true`), from one of two places:
+ * - Docker: the container directory's config.v2.json (dockerd's own record of the container): name, image and
+ *   labels. Read once per container and again only when the file's modification time changes.
+ * - Kubernetes: kubelet's file names. Pod namespace, pod name and container name are DNS labels (no `_`), so the
+ *   names below split without guessing. There is no config.v2.json there, and nothing else to read.
+ *     /var/log/pods/<namespace>_<pod>_<pod uid>/<container>/<restart count>.log
+ *     /var/log/containers/<pod>_<namespace>_<container>-<64 hex container id>.log   (symlinks to the above)
  */
 import { readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 export interface ContainerMetadata {
   container_name: string;
-  image: string;
-  labels: Record<string, string>;
+  image?: string;
+  labels?: Record<string, string>;
+  pod_namespace?: string;
+  pod_name?: string;
+  pod_uid?: string;
 }
 
 interface Cached {
@@ -16,11 +24,43 @@ interface Cached {
   metadata: ContainerMetadata | undefined;
 }
 
-export class MetadataCache {
-  private readonly cache = new Map<string, Cached>();
+const POD_DIR = /^([a-z0-9][a-z0-9.-]*)_([a-z0-9][a-z0-9.-]*)_([0-9a-f-]+)$/;
+const RESTART_FILE = /^\d+\.log$/;
+const CONTAINERS_LINK = /^([a-z0-9][a-z0-9.-]*)_([a-z0-9][a-z0-9.-]*)_([a-z0-9][a-z0-9-]*)-[0-9a-f]{64}\.log$/;
 
-  /** Metadata of the container whose directory is `dir`, or undefined when there is no readable config.v2.json. */
-  get(dir: string): ContainerMetadata | undefined {
+/** Pod and container names from a kubelet log path, or undefined when the path is not in kubelet's layout. */
+export function kubeletMetadataOf(path: string): ContainerMetadata | undefined {
+  const name = basename(path);
+  const link = CONTAINERS_LINK.exec(name);
+  if (link) return { container_name: link[3]!, pod_namespace: link[2]!, pod_name: link[1]! };
+  if (!RESTART_FILE.test(name)) return undefined;
+  const containerDir = dirname(path);
+  const pod = POD_DIR.exec(basename(dirname(containerDir)));
+  if (!pod) return undefined;
+  return { container_name: basename(containerDir), pod_namespace: pod[1]!, pod_name: pod[2]!, pod_uid: pod[3]! };
+}
+
+export class MetadataCache {
+  private readonly dockerByDir = new Map<string, Cached>();
+  private readonly kubeletByPath = new Map<string, ContainerMetadata | undefined>();
+
+  /** Metadata of the container writing the log file `path`, or undefined when there is none to be had. */
+  get(path: string): ContainerMetadata | undefined {
+    if (this.kubeletByPath.has(path)) return this.kubeletByPath.get(path);
+    const kubelet = kubeletMetadataOf(path);
+    if (kubelet !== undefined) {
+      this.kubeletByPath.set(path, kubelet);
+      return kubelet;
+    }
+    return this.docker(dirname(path));
+  }
+
+  forget(path: string): void {
+    this.kubeletByPath.delete(path);
+    this.dockerByDir.delete(dirname(path));
+  }
+
+  private docker(dir: string): ContainerMetadata | undefined {
     const path = join(dir, "config.v2.json");
     let mtimeMs: number;
     try {
@@ -28,19 +68,15 @@ export class MetadataCache {
     } catch {
       return undefined;
     }
-    const cached = this.cache.get(dir);
+    const cached = this.dockerByDir.get(dir);
     if (cached !== undefined && cached.mtimeMs === mtimeMs) return cached.metadata;
-    const metadata = read(path);
-    this.cache.set(dir, { mtimeMs, metadata });
+    const metadata = readDockerConfig(path);
+    this.dockerByDir.set(dir, { mtimeMs, metadata });
     return metadata;
-  }
-
-  forget(dir: string): void {
-    this.cache.delete(dir);
   }
 }
 
-function read(path: string): ContainerMetadata | undefined {
+function readDockerConfig(path: string): ContainerMetadata | undefined {
   try {
     const config = JSON.parse(readFileSync(path, "utf8")) as { Name?: string; Config?: { Image?: string; Labels?: Record<string, string> | null } };
     return {

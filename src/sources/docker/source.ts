@@ -77,8 +77,12 @@ export class DockerSource implements Source {
           ctx.log.limited("warn", "read-failed", `Source ${this.name} could not read ${tailer.path}; it tries again: ${describeError(err)}.`);
           await tailer.close();
         }
+        if (tailer.resumedCompressed !== undefined) {
+          ctx.log.info(`Source ${this.name}: ${tailer.resumedCompressed}.`);
+          tailer.resumedCompressed = undefined;
+        }
         if (tailer.lost !== undefined) {
-          ctx.log.error(`Source ${this.name}: ${tailer.lost}. Keep more rotated files (dockerd max-file) or keep the agent running to avoid this.`);
+          ctx.log.error(`Source ${this.name}: ${tailer.lost}.`);
           tailer.lost = undefined;
         }
         if (out.length > 0) this.emit(out, tailer, ctx);
@@ -134,7 +138,7 @@ export class DockerSource implements Source {
   /** A removed container's file was read to its end: forget the container (its saved position is pruned). */
   private letGo(tailer: Tailer, ctx: SourceContext): void {
     this.tailers.delete(tailer.path);
-    this.metadata.forget(dirname(tailer.path));
+    this.metadata.forget(tailer.path);
     ctx.endStream(tailer.stream);
   }
 
@@ -175,13 +179,16 @@ export class DockerSource implements Source {
   }
 
   private emit(out: TailedRecord[], tailer: Tailer, ctx: SourceContext): void {
-    const meta = this.config.metadata ? this.metadata.get(dirname(tailer.path)) : undefined;
+    const meta = this.config.metadata ? this.metadata.get(tailer.path) : undefined;
     for (const { merged, position, identity } of out) {
       const fields: Fields = { log: merged.text, stream: merged.stream, time: merged.time, container_id: tailer.stream };
       if (meta !== undefined) {
         fields.container_name = meta.container_name;
-        fields.image = meta.image;
-        fields.labels = meta.labels;
+        if (meta.image !== undefined) fields.image = meta.image;
+        if (meta.labels !== undefined) fields.labels = meta.labels;
+        if (meta.pod_namespace !== undefined) fields.pod_namespace = meta.pod_namespace;
+        if (meta.pod_name !== undefined) fields.pod_name = meta.pod_name;
+        if (meta.pod_uid !== undefined) fields.pod_uid = meta.pod_uid;
       }
       if (merged.attrs !== undefined) fields.attrs = merged.attrs;
       if (merged.truncated) {

@@ -7,9 +7,11 @@
  * Positions are never in the middle of an unfinished merge: a record's position is the merger's safe offset,
  * and while a merge carried over from the previous file is open, it stays in that previous file.
  */
-import { open, stat, type FileHandle } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { decodeLine, detectFormat, PartialMerger, type LogFormat, type MergedRecord } from "./codec.ts";
-import { FINGERPRINT_BYTES, findCopy, findFile, fingerprintOf, identify, oldestInChain, openNextAfter, type FileIdentity } from "./files.ts";
+import { openNextAfter } from "./chain.ts";
+import { FINGERPRINT_BYTES, findCopy, findFile, fingerprintOf, identify, oldestInChain, type FileIdentity, type LogFile } from "./files.ts";
+import { findCompressed, GzipLogFile } from "./gzip-file.ts";
 
 /** Where reading resumes after everything up to here is done: a file and an offset in it. */
 export interface FilePosition {
@@ -30,9 +32,10 @@ export interface TailedRecord {
 }
 
 const NEWLINE = 10;
+const KEEP_MORE_FILES = "Keep more rotated files (dockerd max-file, kubelet containerLogMaxFiles) or keep the agent running to avoid this";
 
 export class Tailer {
-  private file: FileHandle | undefined;
+  private file: LogFile | undefined;
   private identity: FileIdentity | undefined;
   /** Bytes through the last complete line of the current file. */
   private consumed = 0;
@@ -44,6 +47,8 @@ export class Tailer {
   private rotatedAway = false;
   /** Set when the saved or current file was deleted before it was read to its end: what was lost (for an ERROR). */
   lost: string | undefined;
+  /** Set when reading resumed in a gzipped copy of the saved file: where (for an INFO line). */
+  resumedCompressed: string | undefined;
   /** Modification time of the current file at the last read. */
   private modifiedMs = 0;
   /** The file was removed and fully read: the tailer can go. */
@@ -84,13 +89,24 @@ export class Tailer {
         this.rotatedAway = atPath === undefined || atPath.ino !== wanted.ino || atPath.dev !== wanted.dev;
         return true;
       }
-      // Gone: rotated out while we were away. Go on with the file that came after it, if it is still there.
+      // Gone: rotated out while we were away. Compressed by the rotation (kubelet, dockerd compress=true)? Then
+      // read the rest from the .gz; else go on with the file that came after it, if it is still there.
       const since = typeof this.start === "object" ? this.start.modifiedMs : this.modifiedMs;
+      const offset = typeof this.start === "object" ? this.start.offset : this.consumed + (this.carry?.length ?? 0);
+      const compressed = await findCompressed(wanted, offset, since);
+      if (compressed !== undefined) {
+        this.file = compressed;
+        this.identity = wanted;
+        if (typeof this.start === "object") this.setStart(this.start.offset);
+        this.start = undefined;
+        this.rotatedAway = true;
+        this.resumedCompressed = `${wanted.path} (inode ${wanted.ino}) was compressed to ${compressed.path} by rotation while it was not open; its lines after byte ${offset} are read from there`;
+        return true;
+      }
       const next = since > 0 ? await openNextAfter(wanted, since) : undefined;
-      const offset = typeof this.start === "object" ? this.start.offset : this.consumed;
       this.start = undefined;
       if (next !== undefined) {
-        this.lost = `${wanted.path} (inode ${wanted.ino}, read up to byte ${offset}) was deleted by rotation while it was not open; reading goes on with the next file of its chain, and the lines written to it after that byte, if any, are lost`;
+        this.lost = `${wanted.path} (inode ${wanted.ino}, read up to byte ${offset}) was deleted by rotation while it was not open; reading goes on with the next file of its chain, and the lines written to it after that byte, if any, are lost. ${KEEP_MORE_FILES}`;
         this.file = next;
         this.identity = await identify(next, this.path);
         this.setStart(0);
@@ -98,7 +114,7 @@ export class Tailer {
         this.rotatedAway = atPath === undefined || atPath.ino !== this.identity.ino || atPath.dev !== this.identity.dev;
         return true;
       }
-      this.lost = `${wanted.path} (inode ${wanted.ino}, read up to byte ${offset}) and the files rotated after it were deleted while they were not open; reading starts again at the oldest file still present, and the lines those files held after that byte are lost`;
+      this.lost = `${wanted.path} (inode ${wanted.ino}, read up to byte ${offset}) and the files rotated after it were deleted while they were not open; reading starts again at the oldest file still present, and the lines those files held after that byte are lost. ${KEEP_MORE_FILES}`;
       this.identity = undefined;
     }
     // From the head: a container seen for the first time is read from its oldest rotated file still on disk,
@@ -146,6 +162,10 @@ export class Tailer {
     const from = this.consumed + (this.carry?.length ?? 0);
     const chunk = Buffer.allocUnsafe(budget);
     const { bytesRead } = await file.read(chunk, 0, budget, from);
+    if (bytesRead === 0 && file instanceof GzipLogFile && file.failure !== undefined) {
+      this.lost = `${file.failure}; reading goes on with the next file of its chain, and the lines after that byte are lost`;
+      file.failure = undefined;
+    }
     if (bytesRead === 0) {
       // Switched to the next file of the chain: read it now rather than after a poll interval.
       if (await this.atEnd(out)) return this.read(out, budget);
@@ -205,7 +225,7 @@ export class Tailer {
   }
 
   /** The file was emptied in place (copytruncate): it is shorter than what was read, or starts differently. */
-  private async wasTruncated(file: FileHandle): Promise<boolean> {
+  private async wasTruncated(file: LogFile): Promise<boolean> {
     const st = await file.stat();
     this.modifiedMs = st.mtimeMs;
     if (st.size < this.consumed + (this.carry?.length ?? 0)) return true;

@@ -1,0 +1,125 @@
+/**
+ * Following a rotation chain: which file comes after the one just read to its end. Rotated files may have been
+ * gzipped meanwhile (kubelet: every rotated file but the newest; dockerd compress=true: each one right after its
+ * rotation), so names are compared without `.gz`, and a compressed next file is read through GzipLogFile.
+ *
+ *   dockerd:  x.log.3(.gz) → x.log.2(.gz) → x.log.1(.gz) → x.log          (numbered: the next lower number)
+ *   kubelet:  0.log.20240102-030405(.gz) → 0.log.20240102-031005 → 0.log  (dated: the next later date)
+ *   others:   the oldest plain sibling modified after ours
+ *
+ * By name, not by modification time where the names say it, because files written in one burst share their
+ * modification time, and gzip gives the compressed file a new one.
+ */
+import { readdirSync } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { isPlainLog, isSameFile, type FileIdentity, type LogFile } from "./files.ts";
+import { findCompressed, GzipLogFile } from "./gzip-file.ts";
+
+const NUMBERED = /^\.(\d+)$/;
+const DATED = /^\.\d{8}-\d{6}$/;
+
+/**
+ * The file to read after `identity`, open; undefined when there is none yet. Checked after opening: if our own
+ * file was renamed meanwhile (the writer rotated again), choose again.
+ */
+export async function openNextAfter(identity: FileIdentity, lastModifiedMs: number): Promise<LogFile | undefined> {
+  const dir = dirname(identity.path);
+  const base = basename(identity.path);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const ours = await nameOf(identity, dir, base);
+    if (ours === base) return undefined; // we are the newest file
+    const suffix = ours?.slice(base.length);
+    let next: string | undefined;
+    if (suffix !== undefined && NUMBERED.test(suffix)) {
+      const n = Number(suffix.slice(1));
+      next = n <= 1 ? base : `${base}.${n - 1}`;
+    } else if (ours !== undefined && DATED.test(suffix!)) {
+      next = nextDated(dir, base, ours);
+    } else {
+      next = await oldestModifiedAfter(dir, base, ours, lastModifiedMs);
+    }
+    if (next === undefined) return undefined;
+    const file = await openEitherWay(join(dir, next));
+    if (file === undefined) continue;
+    // Still where we were? Then no rotation happened in between and the file opened is the next one.
+    if (ours === undefined || (await nameOf(identity, dir, base)) === ours) return file;
+    await file.close();
+  }
+  return undefined;
+}
+
+/** The name `identity`'s file has now, without `.gz` if it was compressed; undefined when it is gone. */
+async function nameOf(identity: FileIdentity, dir: string, base: string): Promise<string | undefined> {
+  const plain = await currentName(identity, dir, base);
+  if (plain !== undefined) return plain;
+  const compressed = await findCompressed(identity, 0, 0);
+  if (compressed === undefined) return undefined;
+  await compressed.close();
+  return basename(compressed.path).slice(0, -".gz".length);
+}
+
+async function currentName(identity: FileIdentity, dir: string, base: string): Promise<string | undefined> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((name) => name.startsWith(base) && isPlainLog(name));
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    const st = await stat(join(dir, name)).catch(() => undefined);
+    if (st === undefined || st.ino !== identity.ino || st.dev !== identity.dev) continue;
+    // Same inode is not enough: a deleted file's inode is soon reused by a newer file of the same chain.
+    const file = await open(join(dir, name), "r").catch(() => undefined);
+    if (file === undefined) continue;
+    const same = await isSameFile(file, identity);
+    await file.close();
+    if (same) return name;
+  }
+  return undefined;
+}
+
+/** The plain file at `path`, else its gzipped copy `path.gz` read as plain. */
+async function openEitherWay(path: string): Promise<LogFile | undefined> {
+  const plain = await open(path, "r").catch(() => undefined);
+  if (plain !== undefined) return plain;
+  const gz = await stat(`${path}.gz`).catch(() => undefined);
+  if (gz === undefined) return undefined;
+  return GzipLogFile.open(`${path}.gz`, { dev: gz.dev, ino: gz.ino, mtimeMs: gz.mtimeMs });
+}
+
+/** The dated sibling right after `ours` (dates sort as text), else the current file. */
+function nextDated(dir: string, base: string, ours: string): string | undefined {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return undefined;
+  }
+  const later = names
+    .map((name) => (name.endsWith(".gz") ? name.slice(0, -".gz".length) : name))
+    .filter((name) => name.startsWith(base) && DATED.test(name.slice(base.length)) && name > ours)
+    .sort();
+  return later[0] ?? base;
+}
+
+/** Order inside a chain for files with equal modification times: higher numbers are older, the path is newest. */
+function chainRank(name: string, base: string): number {
+  if (name === base) return Number.MAX_SAFE_INTEGER;
+  const n = NUMBERED.exec(name.slice(base.length));
+  return n ? -Number(n[1]) : 0;
+}
+
+async function oldestModifiedAfter(dir: string, base: string, ours: string | undefined, lastModifiedMs: number): Promise<string | undefined> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((name) => name.startsWith(base) && isPlainLog(name));
+  } catch {
+    return undefined;
+  }
+  const stats = await Promise.all(names.map(async (name) => ({ name, st: await stat(join(dir, name)).catch(() => undefined) })));
+  const newer = stats
+    .filter((s) => s.st !== undefined && s.name !== ours && s.st.mtimeMs >= lastModifiedMs)
+    .sort((a, b) => a.st!.mtimeMs - b.st!.mtimeMs || chainRank(a.name, base) - chainRank(b.name, base) || (a.name < b.name ? -1 : 1));
+  return newer[0]?.name;
+}

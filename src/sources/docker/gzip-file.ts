@@ -1,0 +1,140 @@
+/**
+ * A rotated log file that was gzipped while the agent was away (kubelet: `<name>.<YYYYMMDD-HHMMSS>.gz` for every
+ * rotated file but the newest; dockerd with compress=true: `.N.gz` right after the rotation), read as the plain
+ * file it was: the same bytes at the same offsets, so a saved position in it stays exact.
+ *
+ * gzip member (RFC 1952): header, deflate data, CRC32 (4 bytes LE), ISIZE (4 bytes LE, the uncompressed size mod
+ * 2^32). kubelet and dockerd write one member, so ISIZE is the plain file's size for files under 4 GiB.
+ *
+ * Reading is forward-only through a streaming gunzip: memory stays at one decompressed chunk whatever the size.
+ * The first FINGERPRINT_BYTES are kept, to answer the fingerprint reads at offset 0 without starting over.
+ */
+import { createReadStream, readdirSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { FINGERPRINT_BYTES, fingerprintOf, type FileIdentity, type LogFile, type LogFileStat } from "./files.ts";
+
+const EMPTY = Buffer.alloc(0);
+
+export class GzipLogFile implements LogFile {
+  private streams: Readable[] = [];
+  private chunks: AsyncIterator<Buffer> | undefined;
+  /** Decompressed bytes starting at offset `currentAt`. */
+  private current: Buffer = EMPTY;
+  private currentAt = 0;
+  private ended = false;
+  private prefix: Buffer = EMPTY;
+  /** Why the data ended early (a corrupt or cut gzip file), once. */
+  failure: string | undefined;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly path: string,
+    /** The plain file's size, from ISIZE. */
+    private readonly size: number,
+    /** The plain file's inode and modification time, as it was saved. */
+    private readonly original: { dev: number; ino: number; mtimeMs: number },
+  ) {}
+
+  /** Opens `path` as the gzip of the file `original` describes; undefined when it cannot be read as gzip. */
+  static async open(path: string, original: { dev: number; ino: number; mtimeMs: number }): Promise<GzipLogFile | undefined> {
+    const handle = await open(path, "r").catch(() => undefined);
+    if (handle === undefined) return undefined;
+    const { size: compressedSize } = await handle.stat();
+    const trailer = Buffer.alloc(4);
+    const magic = Buffer.alloc(2);
+    await handle.read(magic, 0, 2, 0);
+    if (compressedSize < 18 || magic[0] !== 0x1f || magic[1] !== 0x8b) {
+      await handle.close();
+      return undefined;
+    }
+    await handle.read(trailer, 0, 4, compressedSize - 4);
+    const file = new GzipLogFile(handle, path, trailer.readUInt32LE(0), original);
+    const prefix = Buffer.alloc(Math.min(FINGERPRINT_BYTES, file.size));
+    let got = 0;
+    while (got < prefix.length) {
+      const { bytesRead } = await file.read(prefix, got, prefix.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    file.prefix = prefix.subarray(0, got);
+    return file;
+  }
+
+  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    if (position + length <= this.prefix.length) {
+      buffer.set(this.prefix.subarray(position, position + length), offset);
+      return { bytesRead: length };
+    }
+    if (position < this.currentAt) this.restart();
+    while (position >= this.currentAt + this.current.length && !this.ended) await this.advance();
+    const from = position - this.currentAt;
+    if (from >= this.current.length) return { bytesRead: 0 };
+    const n = Math.min(length, this.current.length - from);
+    buffer.set(this.current.subarray(from, from + n), offset);
+    return { bytesRead: n };
+  }
+
+  async stat(): Promise<LogFileStat> {
+    const st = await this.handle.stat();
+    // ISIZE of a cut file is whatever bytes ended up last: never claim less than was decompressed.
+    return { size: Math.max(this.size, this.currentAt + this.current.length), mtimeMs: this.original.mtimeMs, nlink: st.nlink, dev: this.original.dev, ino: this.original.ino };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.streams) s.destroy();
+    await this.handle.close().catch(() => undefined);
+  }
+
+  private async advance(): Promise<void> {
+    if (this.chunks === undefined) this.restart();
+    this.currentAt += this.current.length;
+    this.current = EMPTY;
+    try {
+      const next = await this.chunks!.next();
+      if (next.done) this.ended = true;
+      else this.current = next.value;
+    } catch (err) {
+      this.ended = true;
+      this.failure = `${this.path} could not be decompressed after byte ${this.currentAt} (${(err as Error).message})`;
+    }
+  }
+
+  private restart(): void {
+    for (const s of this.streams) s.destroy();
+    // A stream of its own descriptor: Bun closes a FileHandle's stream's descriptor at the end even without autoClose.
+    const raw = createReadStream(this.path);
+    const stream = raw.pipe(createGunzip());
+    this.streams = [raw, stream];
+    this.chunks = stream[Symbol.asyncIterator]();
+    this.current = EMPTY;
+    this.currentAt = 0;
+    this.ended = false;
+  }
+}
+
+/**
+ * The gzipped copy of the file `identity` describes, among the siblings of its path (`x.log.1.gz`,
+ * `x.log.20240102-030405.gz`): the one whose decompressed first bytes match the fingerprint and which holds at
+ * least `atLeast` bytes. Undefined when there is none.
+ */
+export async function findCompressed(identity: FileIdentity, atLeast: number, modifiedMs: number): Promise<GzipLogFile | undefined> {
+  const dir = dirname(identity.path);
+  const base = basename(identity.path);
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((name) => name.startsWith(base) && name.endsWith(".gz"));
+  } catch {
+    return undefined;
+  }
+  for (const name of names.sort()) {
+    const file = await GzipLogFile.open(join(dir, name), { dev: identity.dev, ino: identity.ino, mtimeMs: modifiedMs });
+    if (file === undefined) continue;
+    const { size } = await file.stat();
+    if (size >= atLeast && size >= identity.fingerprintBytes && (await fingerprintOf(file, identity.fingerprintBytes)) === identity.fingerprint) return file;
+    await file.close();
+  }
+  return undefined;
+}

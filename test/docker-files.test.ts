@@ -1,0 +1,85 @@
+/** Pieces of the docker source that need no agent: kubelet path metadata, gzipped rotated files read as plain. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { kubeletMetadataOf } from "../src/sources/docker/metadata.ts";
+import { GzipLogFile } from "../src/sources/docker/gzip-file.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "nagare-docker-files-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe("kubelet path metadata", () => {
+  test("/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log", () => {
+    expect(kubeletMetadataOf("/var/log/pods/kube-system_coredns-5d78c9869d-4kq2l_0b3f5a2e-7c1d-4e8f-9a6b-1c2d3e4f5a6b/coredns/3.log")).toEqual({
+      container_name: "coredns",
+      pod_namespace: "kube-system",
+      pod_name: "coredns-5d78c9869d-4kq2l",
+      pod_uid: "0b3f5a2e-7c1d-4e8f-9a6b-1c2d3e4f5a6b",
+    });
+  });
+
+  test("/var/log/containers/<pod>_<namespace>_<container>-<id>.log", () => {
+    const id = "a".repeat(64);
+    expect(kubeletMetadataOf(`/var/log/containers/web-0_shop_nginx-sidecar-${id}.log`)).toEqual({ container_name: "nginx-sidecar", pod_namespace: "shop", pod_name: "web-0" });
+  });
+
+  test("other layouts get nothing from the path", () => {
+    const id = "b".repeat(64);
+    expect(kubeletMetadataOf(`/var/lib/docker/containers/${id}/${id}-json.log`)).toBeUndefined();
+    expect(kubeletMetadataOf(`/var/log/pods/not-a-pod-dir/app/0.log`)).toBeUndefined();
+    expect(kubeletMetadataOf(`/var/log/pods/ns_pod_uid/app/current.log`)).toBeUndefined();
+    expect(kubeletMetadataOf(`/srv/logs/${id}.log`)).toBeUndefined();
+  });
+});
+
+describe("GzipLogFile", () => {
+  const plain = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i} ${"z".repeat(i % 50)}\n`).join(""));
+  const path = join(tmp, "x.log.1.gz");
+  writeFileSync(path, gzipSync(plain));
+  const original = { dev: 1, ino: 2, mtimeMs: 3 };
+
+  test("reads the plain bytes at their plain offsets, forward and back, and reports the plain size", async () => {
+    const file = (await GzipLogFile.open(path, original))!;
+    expect((await file.stat()).size).toBe(plain.length);
+    expect((await file.stat()).ino).toBe(2);
+    const out = Buffer.alloc(plain.length);
+    let at = 0;
+    for (;;) {
+      const { bytesRead } = await file.read(out, at, 100_000, at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    expect(at).toBe(plain.length);
+    expect(out.equals(plain)).toBe(true);
+    // A read behind the stream (not in the kept prefix) starts over and still gives the right bytes.
+    const again = Buffer.alloc(1000);
+    const { bytesRead } = await file.read(again, 0, 1000, 5000);
+    expect(again.subarray(0, bytesRead).equals(plain.subarray(5000, 5000 + bytesRead))).toBe(true);
+    await file.close();
+  });
+
+  test("a file that is not gzip is refused; a cut one ends early with the reason", async () => {
+    const notGzip = join(tmp, "y.log.1.gz");
+    writeFileSync(notGzip, plain.subarray(0, 5000));
+    expect(await GzipLogFile.open(notGzip, original)).toBeUndefined();
+
+    const cut = join(tmp, "z.log.1.gz");
+    const whole = gzipSync(plain);
+    writeFileSync(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+    const file = (await GzipLogFile.open(cut, original))!;
+    const out = Buffer.alloc(plain.length);
+    let at = 0;
+    for (;;) {
+      const { bytesRead } = await file.read(out, at, 65_536, at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    expect(at).toBeLessThan(plain.length);
+    expect(out.subarray(0, at).equals(plain.subarray(0, at))).toBe(true);
+    expect(file.failure).toContain("could not be decompressed");
+    await file.close();
+    expect(statSync(cut).size).toBeGreaterThan(0);
+  });
+});
