@@ -23,6 +23,15 @@ function byContainerComplete(records: Record<string, unknown>[], writers: Contai
   const seqs = byContainer(records);
   return writers.every((w) => coverage(seqs.get(w.id) ?? [], 1, per).missing.length === 0);
 }
+/** The docker source's saved positions, per container (stream). */
+function savedPositions(dir: string): ContainerPositions["containers"] {
+  return (new CheckpointStore(join(dir, "data")).list()[0]?.checkpoint?.position as ContainerPositions | undefined)?.containers ?? {};
+}
+/** Every writer's current file saved up to its end. */
+function savedAtEnd(dir: string, writers: ContainerWriter[], streamOf: (w: ContainerWriter) => string): boolean {
+  const saved = savedPositions(dir);
+  return writers.every((w) => saved[streamOf(w)]?.identity.ino === statSync(w.path).ino && saved[streamOf(w)]?.offset === statSync(w.path).size);
+}
 function byContainer(records: Record<string, unknown>[]): Map<string, number[]> {
   const out = new Map<string, number[]>();
   for (const r of records) out.set(String(r.container_id), [...(out.get(String(r.container_id)) ?? []), seqOf(r)]);
@@ -177,7 +186,7 @@ describe("discovery, resume and removal", () => {
     const reader = Bun.spawn(["sh", "-c", `cat "${fifo}" > "${out}"`], { stdin: "ignore" });
     await waitFor("every line of both containers", () => countLines(out) >= 20_010, 60_000);
     await waitFor("the gauges back to zero", async () => (await metric("nagare_container_held_deleted_bytes")) === 0 && (await metric("nagare_container_open_files")) === 1, 10_000);
-    const saved = () => Object.keys((new CheckpointStore(join(dir, "data")).list()[0]?.checkpoint?.position as ContainerPositions | undefined)?.containers ?? {});
+    const saved = () => Object.keys(savedPositions(dir));
     await waitFor("the removed container pruned from the checkpoint", () => saved().length === 1, 10_000);
     expect(saved()).toEqual([stays.id]);
     expect(await agent.stop()).toBe(0);
@@ -227,16 +236,11 @@ describe("Kubernetes", () => {
       for (const w of pods) w.writeMany(range(from, 100).map((s) => line(s)));
       await waitFor(`lines up to ${from + 99}`, arrived(from + 99), 20_000);
     }
-    // kubelet gzips the rotated file before the newest: a checkpoint still one rotation behind would point at a file
-    // gzipped by the rotation below. The source does not read .gz files (see the README), so let it catch up.
-    const savedAtEnd = () => {
-      const saved = (new CheckpointStore(join(dir, "data")).list()[0]?.checkpoint?.position as ContainerPositions | undefined)?.containers ?? {};
-      return pods.every((w) => saved[w.path]?.identity.ino === statSync(w.path).ino && saved[w.path]?.offset === statSync(w.path).size);
-    };
-    await waitFor("the checkpoint at the end of each current file", savedAtEnd, 10_000);
+    // The checkpoint catches up before the kill, so that the resume below can be checked to be exact (no line twice).
+    await waitFor("the checkpoint at the end of each current file", () => savedAtEnd(dir, pods, (w) => w.path), 10_000);
     agent.kill("SIGKILL");
     await agent.exited;
-    // One rotation while the agent is down (kubelet would gzip the saved file at the second one; see the README).
+    // One rotation while the agent is down (a second one would gzip the saved file: see "compressed rotated files").
     for (const w of pods) {
       const before = w.rotations;
       w.writeMany(range(301, 20).map((s) => line(s)));
@@ -285,11 +289,7 @@ describe("compressed rotated files", () => {
     let agent = new RunningAgent(config);
     for (const w of writers) w.writeMany(range(1, 50).map((s) => line(s)));
     await waitFor("the first 50 lines", arrived(50), 20_000);
-    const savedAt50 = () => {
-      const saved = (new CheckpointStore(join(dir, "data")).list()[0]?.checkpoint?.position as ContainerPositions | undefined)?.containers ?? {};
-      return writers.every((w) => saved[streamOf(w)]?.offset === statSync(w.path).size);
-    };
-    await waitFor("the checkpoint at line 50", savedAt50, 10_000);
+    await waitFor("the checkpoint at line 50", () => savedAtEnd(dir, writers, streamOf), 10_000);
     agent.kill("SIGKILL");
     await agent.exited;
     for (const w of writers) {
