@@ -1,11 +1,15 @@
-/** Pieces of the docker source that need no agent: kubelet path metadata, gzipped rotated files read as plain. */
+/**
+ * Pieces of the docker source that need no agent: kubelet path metadata, gzipped rotated files read as plain, the
+ * tailer at a rename.
+ */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { kubeletMetadataOf } from "../src/sources/docker/metadata.ts";
 import { GzipLogFile } from "../src/sources/docker/gzip-file.ts";
+import { Tailer, type TailedRecord } from "../src/sources/docker/tailer.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "nagare-docker-files-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -81,5 +85,38 @@ describe("GzipLogFile", () => {
     expect(file.failure).toContain("could not be decompressed");
     await file.close();
     expect(statSync(cut).size).toBeGreaterThan(0);
+  });
+});
+
+describe("Tailer at a rename", () => {
+  // The race a loaded host makes likely: the reader sees the end of the file, the writer appends its last lines
+  // and renames the file, and only then does the reader look at the path.
+  test("lines appended after the reader saw the end, just before the rename, are read before the next file", async () => {
+    const dir = mkdtempSync(join(tmp, "rename-"));
+    const path = join(dir, "c-json.log");
+    const entry = (seq: number) => `${JSON.stringify({ log: `seq=${seq}\n`, stream: "stdout", time: "2024-01-02T03:04:05.000000001Z" })}\n`;
+    writeFileSync(path, entry(1) + entry(2));
+    const tailer = new Tailer(path, "c", undefined, 1024 * 1024, undefined);
+    const out: TailedRecord[] = [];
+    while ((await tailer.read(out, 65_536)) > 0);
+    expect(out.map((r) => r.merged.text)).toEqual(["seq=1", "seq=2"]);
+    // The writer acts right after the reader's next read comes back empty, before the reader looks further.
+    const file = (tailer as unknown as { file: { read: (...args: unknown[]) => Promise<{ bytesRead: number }> } }).file;
+    const read = file.read.bind(file);
+    let armed = true;
+    file.read = async (...args: unknown[]) => {
+      const result = await read(...args);
+      if (result.bytesRead === 0 && armed) {
+        armed = false;
+        appendFileSync(path, entry(3));
+        renameSync(path, `${path}.1`);
+        writeFileSync(path, entry(4));
+      }
+      return result;
+    };
+    while ((await tailer.read(out, 65_536)) > 0);
+    expect(armed).toBe(false);
+    expect(out.map((r) => r.merged.text)).toEqual(["seq=1", "seq=2", "seq=3", "seq=4"]);
+    await tailer.close();
   });
 });

@@ -110,7 +110,11 @@ describe("docker json-file", () => {
       const out = join(dir, "out.jsonl");
       for (let s = 1; s <= 2000; s += 100) {
         w.writeMany(range(s, 100).map((x) => line(x)));
-        await waitFor(`${s + 99} records (${rotation})`, () => coverage(readJsonLines(out).map(seqOf), 1, s + 99).missing.length === 0, 20_000);
+        await waitFor(`${s + 99} records (${rotation})`, () => coverage(readJsonLines(out).map(seqOf), 1, s + 99).missing.length === 0, 20_000).catch((e) => {
+          console.log("DIAG missing", JSON.stringify(coverage(readJsonLines(out).map(seqOf), 1, s + 99).missing), readdirSync(w.dir).join(" "));
+          console.log(agent.log.join("\n"));
+          throw e;
+        });
       }
       expect(await agent.stop()).toBe(0);
       expect(w.rotations).toBeGreaterThan(5);

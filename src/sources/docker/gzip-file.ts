@@ -79,8 +79,9 @@ export class GzipLogFile implements LogFile {
 
   async stat(): Promise<LogFileStat> {
     const st = await this.handle.stat();
-    // ISIZE of a cut file is whatever bytes ended up last: never claim less than was decompressed.
-    return { size: Math.max(this.size, this.currentAt + this.current.length), mtimeMs: this.original.mtimeMs, nlink: st.nlink, dev: this.original.dev, ino: this.original.ino };
+    // ISIZE of a cut file is whatever bytes ended up last: once the data ended, its size is what it held.
+    const decompressed = this.currentAt + this.current.length;
+    return { size: this.ended ? decompressed : Math.max(this.size, decompressed), mtimeMs: this.original.mtimeMs, nlink: st.nlink, dev: this.original.dev, ino: this.original.ino };
   }
 
   async close(): Promise<void> {

@@ -264,12 +264,17 @@ export class Tailer {
     this.merger.restore(snapshot);
   }
 
-  /** At the end of the file: follow a rotation (true when the next file is open), or notice the file is gone. */
+  /**
+   * At the end of the file: follow a rotation, or notice the file is gone. True when there is more to read now:
+   * the rest of this file, or the next file (open).
+   */
   private async atEnd(out: TailedRecord[]): Promise<boolean> {
-    const st = await this.file!.stat();
     const atPath = await stat(this.path).catch(() => undefined);
     const renamed = this.rotatedAway || atPath === undefined || atPath.ino !== this.identity!.ino || atPath.dev !== this.identity!.dev;
     if (!renamed) return false;
+    // Looked at after the path: the writer may have appended between our last read and its rename or removal.
+    const st = await this.file!.stat();
+    if (st.size > this.consumed + (this.carry?.length ?? 0)) return true;
     if (atPath === undefined) {
       if (st.nlink === 0) {
         // Removed (container deleted) and read to its end: finish what was open and let it go.
