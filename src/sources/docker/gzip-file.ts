@@ -10,7 +10,7 @@
  * The first FINGERPRINT_BYTES are kept, to answer the fingerprint reads at offset 0 without starting over.
  */
 import { createReadStream, readdirSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
@@ -30,7 +30,6 @@ export class GzipLogFile implements LogFile {
   failure: string | undefined;
 
   private constructor(
-    private readonly handle: FileHandle,
     readonly path: string,
     /** The plain file's size, from ISIZE. */
     private readonly size: number,
@@ -40,18 +39,9 @@ export class GzipLogFile implements LogFile {
 
   /** Opens `path` as the gzip of the file `original` describes; undefined when it cannot be read as gzip. */
   static async open(path: string, original: { dev: number; ino: number; mtimeMs: number }): Promise<GzipLogFile | undefined> {
-    const handle = await open(path, "r").catch(() => undefined);
-    if (handle === undefined) return undefined;
-    const { size: compressedSize } = await handle.stat();
-    const trailer = Buffer.alloc(4);
-    const magic = Buffer.alloc(2);
-    await handle.read(magic, 0, 2, 0);
-    if (compressedSize < 18 || magic[0] !== 0x1f || magic[1] !== 0x8b) {
-      await handle.close();
-      return undefined;
-    }
-    await handle.read(trailer, 0, 4, compressedSize - 4);
-    const file = new GzipLogFile(handle, path, trailer.readUInt32LE(0), original);
+    const isize = await plainSizeOf(path);
+    if (isize === undefined) return undefined;
+    const file = new GzipLogFile(path, isize, original);
     const prefix = Buffer.alloc(Math.min(FINGERPRINT_BYTES, file.size));
     let got = 0;
     while (got < prefix.length) {
@@ -78,7 +68,8 @@ export class GzipLogFile implements LogFile {
   }
 
   async stat(): Promise<LogFileStat> {
-    const st = await this.handle.stat();
+    // By path: the descriptor reading is the stream's own. A deleted .gz being read shows as nlink 0.
+    const st = await stat(this.path).catch(() => ({ nlink: 0 }));
     // ISIZE of a cut file is whatever bytes ended up last: once the data ended, its size is what it held.
     const decompressed = this.currentAt + this.current.length;
     return { size: this.ended ? decompressed : Math.max(this.size, decompressed), mtimeMs: this.original.mtimeMs, nlink: st.nlink, dev: this.original.dev, ino: this.original.ino };
@@ -86,7 +77,7 @@ export class GzipLogFile implements LogFile {
 
   async close(): Promise<void> {
     for (const s of this.streams) s.destroy();
-    await this.handle.close().catch(() => undefined);
+    this.streams = [];
   }
 
   private async advance(): Promise<void> {
@@ -105,7 +96,7 @@ export class GzipLogFile implements LogFile {
 
   private restart(): void {
     for (const s of this.streams) s.destroy();
-    // A stream of its own descriptor: Bun closes a FileHandle's stream's descriptor at the end even without autoClose.
+    // One descriptor per open file, the stream's, so max_open_files holds; closed when the stream is destroyed.
     const raw = createReadStream(this.path);
     const stream = raw.pipe(createGunzip());
     this.streams = [raw, stream];
@@ -113,6 +104,23 @@ export class GzipLogFile implements LogFile {
     this.current = EMPTY;
     this.currentAt = 0;
     this.ended = false;
+  }
+}
+
+/** ISIZE of a gzip file, or undefined when it is not one (no magic bytes, shorter than a header and trailer). */
+async function plainSizeOf(path: string): Promise<number | undefined> {
+  const handle = await open(path, "r").catch(() => undefined);
+  if (handle === undefined) return undefined;
+  try {
+    const { size } = await handle.stat();
+    const magic = Buffer.alloc(2);
+    await handle.read(magic, 0, 2, 0);
+    if (size < 18 || magic[0] !== 0x1f || magic[1] !== 0x8b) return undefined;
+    const trailer = Buffer.alloc(4);
+    await handle.read(trailer, 0, 4, size - 4);
+    return trailer.readUInt32LE(0);
+  } finally {
+    await handle.close();
   }
 }
 
