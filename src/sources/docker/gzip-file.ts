@@ -1,5 +1,5 @@
 /**
- * A rotated log file that was gzipped while the agent was away (kubelet: `<name>.<YYYYMMDD-HHMMSS>.gz` for every
+ * A rotated log file that was gzipped before the agent finished reading it (kubelet: `<name>.<YYYYMMDD-HHMMSS>.gz` for every
  * rotated file but the newest; dockerd with compress=true: `.N.gz` right after the rotation), read as the plain
  * file it was: the same bytes at the same offsets, so a saved position in it stays exact.
  *
