@@ -19,16 +19,18 @@ const caseDir = caseDirs(tmp.path);
 
 const line = (seq: number, pad = 120) => `seq=${seq} ${"x".repeat(pad)}`;
 const seqOf = (r: Record<string, unknown>) => Number(/^seq=(\d+)/.exec(String(r.log))?.[1] ?? -1);
+/** The stream (`container_id`) of a writer's lines: the id, or for kubelet's layout the file's path. */
+const streamOf = (w: ContainerWriter) => (w.dir.endsWith(w.id) ? w.id : w.path);
 function byContainerComplete(records: Record<string, unknown>[], writers: ContainerWriter[], per: number): boolean {
   const seqs = byContainer(records);
-  return writers.every((w) => coverage(seqs.get(w.id) ?? [], 1, per).missing.length === 0);
+  return writers.every((w) => coverage(seqs.get(streamOf(w)) ?? [], 1, per).missing.length === 0);
 }
 /** The docker source's saved positions, per container (stream). */
 function savedPositions(dir: string): ContainerPositions["containers"] {
   return (new CheckpointStore(join(dir, "data")).list()[0]?.checkpoint?.position as ContainerPositions | undefined)?.containers ?? {};
 }
 /** Every writer's current file saved up to its end. */
-function savedAtEnd(dir: string, writers: ContainerWriter[], streamOf: (w: ContainerWriter) => string): boolean {
+function savedAtEnd(dir: string, writers: ContainerWriter[]): boolean {
   const saved = savedPositions(dir);
   return writers.every((w) => saved[streamOf(w)]?.identity.ino === statSync(w.path).ino && saved[streamOf(w)]?.offset === statSync(w.path).size);
 }
@@ -231,17 +233,14 @@ describe("Kubernetes", () => {
     ];
     const config = writeDockerConfig({ dir, root, include: [`${root}/*/*/*.log`] });
     const out = join(dir, "out.jsonl");
-    const arrived = (n: number) => () => {
-      const per = byContainer(readJsonLines(out));
-      return pods.every((w) => coverage(per.get(w.path) ?? [], 1, n).missing.length === 0);
-    };
+    const arrived = (n: number) => () => byContainerComplete(readJsonLines(out), pods, n);
     let agent = new RunningAgent(config);
     for (let from = 1; from <= 300; from += 100) {
       for (const w of pods) w.writeMany(range(from, 100).map((s) => line(s)));
       await waitFor(`lines up to ${from + 99}`, arrived(from + 99), 20_000);
     }
     // The checkpoint catches up before the kill, so that the resume below can be checked to be exact (no line twice).
-    await waitFor("the checkpoint at the end of each current file", () => savedAtEnd(dir, pods, (w) => w.path), 10_000);
+    await waitFor("the checkpoint at the end of each current file", () => savedAtEnd(dir, pods), 10_000);
     agent.kill("SIGKILL");
     await agent.exited;
     // One rotation while the agent is down (a second one would gzip the saved file: see "compressed rotated files").
@@ -285,15 +284,11 @@ describe("compressed rotated files", () => {
     const writers = [pod, docker];
     const config = writeDockerConfig({ dir, root, include: [`${root}/pods/*/*/*.log`, `${root}/docker/*/*-json.log`] });
     const out = join(dir, "out.jsonl");
-    const streamOf = (w: ContainerWriter) => (w === pod ? w.path : w.id);
-    const arrived = (n: number) => () => {
-      const per = byContainer(readJsonLines(out));
-      return writers.every((w) => coverage(per.get(streamOf(w)) ?? [], 1, n).missing.length === 0);
-    };
+    const arrived = (n: number) => () => byContainerComplete(readJsonLines(out), writers, n);
     let agent = new RunningAgent(config);
     for (const w of writers) w.writeMany(range(1, 50).map((s) => line(s)));
     await waitFor("the first 50 lines", arrived(50), 20_000);
-    await waitFor("the checkpoint at line 50", () => savedAtEnd(dir, writers, streamOf), 10_000);
+    await waitFor("the checkpoint at line 50", () => savedAtEnd(dir, writers), 10_000);
     agent.kill("SIGKILL");
     await agent.exited;
     for (const w of writers) {
@@ -308,7 +303,7 @@ describe("compressed rotated files", () => {
       expect(plainHoldingLine1).toEqual([]);
     }
     agent = new RunningAgent(config);
-    await waitFor("all 110 lines", arrived(110), 20_000).catch((e) => { console.log(agent.log.join("\n")); const per = byContainer(readJsonLines(out)); for (const w of writers) console.log(JSON.stringify(per.get(streamOf(w)))); throw e; });
+    await waitFor("all 110 lines", arrived(110), 20_000);
     expect(await agent.stop()).toBe(0);
     expect(agent.entries().filter((e) => e.level === "warn" || e.level === "error")).toEqual([]);
     expect(agent.entries().filter((e) => /was compressed to .*\.gz by rotation/.test(String(e.msg))).length).toBe(2);

@@ -10,10 +10,9 @@
  * By name, not by modification time where the names say it, because files written in one burst share their
  * modification time, and gzip gives the compressed file a new one.
  */
-import { readdirSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { isPlainLog, isSameFile, type FileIdentity, type LogFile } from "./files.ts";
+import { chainNames, isPlainLog, locate, type FileIdentity, type LogFile } from "./files.ts";
 import { findCompressed, GzipLogFile } from "./gzip-file.ts";
 
 const NUMBERED = /^\.(\d+)$/;
@@ -27,7 +26,7 @@ export async function openNextAfter(identity: FileIdentity, lastModifiedMs: numb
   const dir = dirname(identity.path);
   const base = basename(identity.path);
   for (let attempt = 0; attempt < 5; attempt++) {
-    const ours = await nameOf(identity, dir, base);
+    const ours = await nameOf(identity);
     if (ours === base) return undefined; // we are the newest file
     const suffix = ours?.slice(base.length);
     let next: string | undefined;
@@ -43,41 +42,25 @@ export async function openNextAfter(identity: FileIdentity, lastModifiedMs: numb
     const file = await openEitherWay(join(dir, next));
     if (file === undefined) continue;
     // Still where we were? Then no rotation happened in between and the file opened is the next one.
-    if (ours === undefined || (await nameOf(identity, dir, base)) === ours) return file;
+    if (ours === undefined || (await nameOf(identity)) === ours) return file;
     await file.close();
   }
   return undefined;
 }
 
 /** The name `identity`'s file has now, without `.gz` if it was compressed; undefined when it is gone. */
-async function nameOf(identity: FileIdentity, dir: string, base: string): Promise<string | undefined> {
-  const plain = await currentName(identity, dir, base);
-  if (plain !== undefined) return plain;
+async function nameOf(identity: FileIdentity): Promise<string | undefined> {
+  const plain = await locate(identity);
+  if (plain !== undefined) {
+    await plain.file.close();
+    return plain.name;
+  }
   const compressed = await findCompressed(identity, 0, 0);
   if (compressed === undefined) return undefined;
   await compressed.close();
   return basename(compressed.path).slice(0, -".gz".length);
 }
 
-async function currentName(identity: FileIdentity, dir: string, base: string): Promise<string | undefined> {
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter((name) => name.startsWith(base) && isPlainLog(name));
-  } catch {
-    return undefined;
-  }
-  for (const name of names) {
-    const st = await stat(join(dir, name)).catch(() => undefined);
-    if (st === undefined || st.ino !== identity.ino || st.dev !== identity.dev) continue;
-    // Same inode is not enough: a deleted file's inode is soon reused by a newer file of the same chain.
-    const file = await open(join(dir, name), "r").catch(() => undefined);
-    if (file === undefined) continue;
-    const same = await isSameFile(file, identity);
-    await file.close();
-    if (same) return name;
-  }
-  return undefined;
-}
 
 /** The plain file at `path`, else its gzipped copy `path.gz` read as plain. */
 async function openEitherWay(path: string): Promise<LogFile | undefined> {
@@ -89,16 +72,10 @@ async function openEitherWay(path: string): Promise<LogFile | undefined> {
 }
 
 /** The dated sibling right after `ours` (dates sort as text), else the current file. */
-function nextDated(dir: string, base: string, ours: string): string | undefined {
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return undefined;
-  }
-  const later = names
+function nextDated(dir: string, base: string, ours: string): string {
+  const later = chainNames(join(dir, base))
     .map((name) => (name.endsWith(".gz") ? name.slice(0, -".gz".length) : name))
-    .filter((name) => name.startsWith(base) && DATED.test(name.slice(base.length)) && name > ours)
+    .filter((name) => DATED.test(name.slice(base.length)) && name > ours)
     .sort();
   return later[0] ?? base;
 }
@@ -111,12 +88,7 @@ function chainRank(name: string, base: string): number {
 }
 
 async function oldestModifiedAfter(dir: string, base: string, ours: string | undefined, lastModifiedMs: number): Promise<string | undefined> {
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter((name) => name.startsWith(base) && isPlainLog(name));
-  } catch {
-    return undefined;
-  }
+  const names = chainNames(join(dir, base)).filter(isPlainLog);
   const stats = await Promise.all(names.map(async (name) => ({ name, st: await stat(join(dir, name)).catch(() => undefined) })));
   const newer = stats
     .filter((s) => s.st !== undefined && s.name !== ours && s.st.mtimeMs >= lastModifiedMs)

@@ -54,40 +54,45 @@ export async function isSameFile(file: FileHandle, identity: FileIdentity): Prom
   return (await fingerprintOf(file, identity.fingerprintBytes)) === identity.fingerprint;
 }
 
+/** The names in the directory of `path` that start with its name (its rotation chain, itself included). */
+export function chainNames(path: string): string[] {
+  try {
+    return readdirSync(dirname(path)).filter((name) => name.startsWith(basename(path)));
+  } catch {
+    return [];
+  }
+}
+
 /**
- * Finds the file `identity` describes: at its path, or renamed by rotation to a sibling (`x.log.1`, `x.log.2`,
- * dockerd; `x.log.1` / dated names, logrotate). Returns an open handle, or undefined when it is gone.
+ * Where the file `identity` describes is now: at its path, or renamed by rotation to a sibling (`x.log.1`,
+ * `x.log.2`, dockerd; dated names, kubelet). Returns its name and an open handle, or undefined when it is gone.
  */
-export async function findFile(identity: FileIdentity): Promise<FileHandle | undefined> {
+export async function locate(identity: FileIdentity): Promise<{ name: string; file: FileHandle } | undefined> {
   const dir = dirname(identity.path);
   const base = basename(identity.path);
-  let siblings: string[] = [];
-  try {
-    siblings = readdirSync(dir).filter((name) => name !== base && name.startsWith(base));
-  } catch {
-    return undefined;
-  }
-  for (const candidate of [identity.path, ...siblings.sort().map((name) => join(dir, name))]) {
-    const st = await stat(candidate).catch(() => undefined);
+  const siblings = chainNames(identity.path).filter((name) => name !== base && isPlainLog(name));
+  for (const name of [base, ...siblings.sort()]) {
+    const st = await stat(join(dir, name)).catch(() => undefined);
     if (st === undefined || st.dev !== identity.dev || st.ino !== identity.ino) continue;
-    const file = await open(candidate, "r").catch(() => undefined);
+    // Same inode is not enough: a deleted file's inode is soon reused by a newer file of the same chain.
+    const file = await open(join(dir, name), "r").catch(() => undefined);
     if (file === undefined) continue;
-    if (await isSameFile(file, identity)) return file;
+    if (await isSameFile(file, identity)) return { name, file };
     await file.close();
   }
   return undefined;
+}
+
+/** The file `identity` describes, open, wherever rotation renamed it; undefined when it is gone. */
+export async function findFile(identity: FileIdentity): Promise<FileHandle | undefined> {
+  return (await locate(identity))?.file;
 }
 
 /** A copy of the file (logrotate's copytruncate): a sibling that starts with the same bytes and holds more. */
 export async function findCopy(identity: FileIdentity, atLeast: number): Promise<FileHandle | undefined> {
   const dir = dirname(identity.path);
   const base = basename(identity.path);
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter((name) => name !== base && name.startsWith(base) && isPlainLog(name));
-  } catch {
-    return undefined;
-  }
+  const names = chainNames(identity.path).filter((name) => name !== base && isPlainLog(name));
   for (const name of names.sort()) {
     const file = await open(join(dir, name), "r").catch(() => undefined);
     if (file === undefined) continue;
@@ -102,12 +107,7 @@ export async function findCopy(identity: FileIdentity, atLeast: number): Promise
 export async function oldestInChain(path: string): Promise<string> {
   const dir = dirname(path);
   const base = basename(path);
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter((name) => name !== base && name.startsWith(`${base}.`) && isPlainLog(name));
-  } catch {
-    return path;
-  }
+  const names = chainNames(path).filter((name) => name.startsWith(`${base}.`) && isPlainLog(name));
   if (names.length === 0) return path;
   const numbered = names.map((name) => ({ name, n: Number(/^\.(\d+)$/.exec(name.slice(base.length))?.[1] ?? Number.NaN) })).filter((x) => !Number.isNaN(x.n));
   if (numbered.length > 0) return join(dir, numbered.sort((a, b) => b.n - a.n)[0]!.name);

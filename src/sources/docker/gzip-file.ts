@@ -9,12 +9,12 @@
  * Reading is forward-only through a streaming gunzip: memory stays at one decompressed chunk whatever the size.
  * The first FINGERPRINT_BYTES are kept, to answer the fingerprint reads at offset 0 without starting over.
  */
-import { createReadStream, readdirSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { FINGERPRINT_BYTES, fingerprintOf, type FileIdentity, type LogFile, type LogFileStat } from "./files.ts";
+import { chainNames, FINGERPRINT_BYTES, fingerprintOf, type FileIdentity, type LogFile, type LogFileStat } from "./files.ts";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -131,13 +131,7 @@ async function plainSizeOf(path: string): Promise<number | undefined> {
  */
 export async function findCompressed(identity: FileIdentity, atLeast: number, modifiedMs: number): Promise<GzipLogFile | undefined> {
   const dir = dirname(identity.path);
-  const base = basename(identity.path);
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter((name) => name.startsWith(base) && name.endsWith(".gz"));
-  } catch {
-    return undefined;
-  }
+  const names = chainNames(identity.path).filter((name) => name.endsWith(".gz"));
   for (const name of names.sort()) {
     const file = await GzipLogFile.open(join(dir, name), { dev: identity.dev, ino: identity.ino, mtimeMs: modifiedMs });
     if (file === undefined) continue;

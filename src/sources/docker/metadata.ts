@@ -42,21 +42,13 @@ export function kubeletMetadataOf(path: string): ContainerMetadata | undefined {
 
 export class MetadataCache {
   private readonly dockerByDir = new Map<string, Cached>();
-  private readonly kubeletByPath = new Map<string, ContainerMetadata | undefined>();
 
   /** Metadata of the container writing the log file `path`, or undefined when there is none to be had. */
   get(path: string): ContainerMetadata | undefined {
-    if (this.kubeletByPath.has(path)) return this.kubeletByPath.get(path);
-    const kubelet = kubeletMetadataOf(path);
-    if (kubelet !== undefined) {
-      this.kubeletByPath.set(path, kubelet);
-      return kubelet;
-    }
-    return this.docker(dirname(path));
+    return kubeletMetadataOf(path) ?? this.docker(dirname(path));
   }
 
   forget(path: string): void {
-    this.kubeletByPath.delete(path);
     this.dockerByDir.delete(dirname(path));
   }
 

@@ -162,11 +162,11 @@ export class Tailer {
     const from = this.consumed + (this.carry?.length ?? 0);
     const chunk = Buffer.allocUnsafe(budget);
     const { bytesRead } = await file.read(chunk, 0, budget, from);
-    if (bytesRead === 0 && file instanceof GzipLogFile && file.failure !== undefined) {
-      this.lost = `${file.failure}; reading goes on with the next file of its chain, and the lines after that byte are lost`;
-      file.failure = undefined;
-    }
     if (bytesRead === 0) {
+      if (file instanceof GzipLogFile && file.failure !== undefined) {
+        this.lost = `${file.failure}; reading goes on with the next file of its chain, and the lines after that byte are lost`;
+        file.failure = undefined;
+      }
       // Switched to the next file of the chain: read it now rather than after a poll interval.
       if (await this.atEnd(out)) return this.read(out, budget);
       return 0;
