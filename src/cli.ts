@@ -31,12 +31,6 @@ async function run(options: { config?: string }): Promise<void> {
   const { config, origin } = loadOrExit(options.config);
   const log = new Logger(config.log.level);
   const agent = new Agent(origin, config, log, new Metrics());
-  try {
-    agent.start();
-  } catch (err) {
-    log.error(`nagare cannot start: ${describeError(err)}.`);
-    process.exit(1);
-  }
   let stopping = false;
   const stop = async (why: string) => {
     if (stopping) {
@@ -51,6 +45,14 @@ async function run(options: { config?: string }): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGHUP", () => void agent.reload().catch((err) => log.error(`Reload failed: ${describeError(err)}.`)));
+  // The handlers are in place before start() logs that sources read: a supervisor may stop the agent as soon as
+  // it sees that line, and a SIGTERM before the handlers would end the process without saving positions.
+  try {
+    agent.start();
+  } catch (err) {
+    log.error(`nagare cannot start: ${describeError(err)}.`);
+    process.exit(1);
+  }
   const exhaustion = setInterval(() => {
     if (!stopping && agent.exhausted) {
       clearInterval(exhaustion);
