@@ -7,7 +7,7 @@ import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
 import { readJsonLines, ROOT, runCli, RunningAgent } from "./support/agent.ts";
-import { seqsOf, writeAgentConfig, writeConfig } from "./support/config.ts";
+import { range, seqsOf, writeAgentConfig, writeConfig } from "./support/config.ts";
 import pkg from "../package.json" with { type: "json" };
 
 const tmp = tempDir();
@@ -61,11 +61,11 @@ describe("commands", () => {
   });
 
   test("SIGTERM as soon as the first line is logged: a graceful stop with exit 0", async () => {
-    // 40 sources make start() spawn 40 journalctl processes after the first source logged that it reads: a
-    // signal sent on that line arrives while start() still runs, before the first event-loop turn.
+    // With 40 sources, start() spawns 39 more journalctl processes after the first source logged that it reads:
+    // a signal sent on that line arrives while start() still runs, before the first event-loop turn.
     const dir = join(tmp.path, "early-sigterm");
     mkdirSync(join(dir, "journal"), { recursive: true });
-    const names = Array.from({ length: 40 }, (_, i) => `journal${i}`);
+    const names = range(0, 40).map((i) => `journal${i}`);
     const config = writeAgentConfig(dir, {
       sources: Object.fromEntries(names.map((n) => [n, { type: "journald", directory: join(dir, "journal"), start_at: "head" }])),
       sinks: { out: { type: "file", inputs: names, path: join(dir, "out.jsonl") } },
