@@ -15,10 +15,20 @@
 #   curl coreutils util-linux passwd
 #                           install.sh (download, sha256sum, useradd) and its tests (setpriv); stdbuf speeds journalctl
 #   prometheus              promtool checks the /metrics output in tests
+#   openssl                 makes the TLS certificates of the forward and Kafka tests
+#   openjdk-17-jre-headless maven
+#                           only where java / mvn are missing: the real Kafka cluster of the tests
+#                           (test/support/kafka-cluster.ts) runs Apache Kafka's jars, which Maven fetches from
+#                           Maven Central (test/kafka-cluster/pom.xml) into test/kafka-cluster/lib/ (not
+#                           committed; skipped while lib/ holds what the pom names: stamp = sha256 of the pom).
+#                           NAGARE_SETUP_FORCE_MAVEN=1 fetches them again.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd prometheus)
+PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd prometheus openssl)
+# Any Java 17+ and any Maven will do; Debian's are installed only when there is none on the PATH.
+command -v java >/dev/null 2>&1 || PACKAGES+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || PACKAGES+=(maven)
 
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -73,6 +83,33 @@ else
   npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+kafka_pom="test/kafka-cluster/pom.xml"
+kafka_lib="test/kafka-cluster/lib"
+kafka_stamp_file="$kafka_lib/.nagare-setup-stamp"
+kafka_stamp="$(sha256sum "$kafka_pom" | cut -d' ' -f1)"
+if [[ "${NAGARE_SETUP_FORCE_MAVEN:-0}" != 1 && -f "$kafka_stamp_file" && "$(cat "$kafka_stamp_file")" == "$kafka_stamp" ]] &&
+   compgen -G "$kafka_lib/kafka_2.13-*.jar" >/dev/null; then
+  step "Kafka jars: $kafka_lib already matches $kafka_pom (skipped)"
+else
+  step "mvn dependency:copy-dependencies: Kafka jars for the tests into $kafka_lib"
+  command -v mvn >/dev/null 2>&1 || die "mvn not found (package maven)"
+  # Into a fresh directory first, so an interrupted download never leaves a half-filled lib/ with a good stamp.
+  kafka_tmp="$kafka_lib.tmp.$$"
+  rm -rf "$kafka_tmp"
+  mvn_log="$(mktemp)"
+  if ! mvn -q -B -Dstyle.color=never -f "$kafka_pom" \
+      org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$ROOT/$kafka_tmp" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -rf "$kafka_tmp" "$mvn_log"
+    die "mvn could not fetch the Kafka jars named in $kafka_pom"
+  fi
+  rm -f "$mvn_log"
+  rm -rf "$kafka_lib"
+  mv "$kafka_tmp" "$kafka_lib"
+  printf '%s\n' "$kafka_stamp" >"$kafka_stamp_file"
+fi
+
 step "verify tools"
 problems=()
 for f in /lib/systemd/systemd-journal-remote /lib/systemd/systemd-journal-gatewayd; do
@@ -81,10 +118,17 @@ done
 for c in journalctl systemd-socket-activate; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing (package systemd)")
 done
-for c in kcat gcc make pkg-config shellcheck promtool curl setpriv stdbuf; do
+for c in kcat gcc make pkg-config shellcheck promtool curl setpriv stdbuf java mvn openssl; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing")
 done
 pkg-config --exists rdkafka 2>/dev/null || problems+=("pkg-config cannot find rdkafka (package librdkafka-dev)")
+compgen -G "$ROOT/test/kafka-cluster/lib/kafka_2.13-*.jar" >/dev/null ||
+  problems+=("test/kafka-cluster/lib/ has no kafka_2.13 jar (the Maven step above)")
+if command -v java >/dev/null 2>&1; then
+  # Kafka 4's broker needs Java 17 (its class files are version 61).
+  java_major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  [[ "${java_major:-0}" =~ ^[0-9]+$ && "$java_major" -ge 17 ]] || problems+=("java is version ${java_major:-unknown}; the Kafka broker needs 17 or newer")
+fi
 if [[ ! -x "$ROOT/node_modules/.bin/bun" ]]; then
   problems+=("node_modules/.bin/bun is missing (npm package bun, a devDependency)")
 elif ! "$ROOT/node_modules/.bin/bun" --version >/dev/null 2>&1; then
@@ -94,4 +138,4 @@ if ((${#problems[@]} > 0)); then
   printf 'setup: %s\n' "${problems[@]}" >&2
   exit 1
 fi
-step "ready: bun $("$ROOT/node_modules/.bin/bun" --version), $(journalctl --version | head -n1)"
+step "ready: bun $("$ROOT/node_modules/.bin/bun" --version), $(journalctl --version | head -n1), java $java_major, $(basename "$(compgen -G "$ROOT/test/kafka-cluster/lib/kafka_2.13-*.jar")" .jar)"

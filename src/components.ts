@@ -6,6 +6,7 @@ import { DockerSource } from "./sources/docker/source.ts";
 import { ConsoleSink } from "./sinks/console/sink.ts";
 import { FileSink } from "./sinks/file/sink.ts";
 import { KafkaSink } from "./sinks/kafka/sink.ts";
+import { createKafkaClient } from "./sinks/kafka/client.ts";
 import { ForwardSink } from "./sinks/forward/sink.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
@@ -26,7 +27,7 @@ export function buildSink(name: string, config: SinkConfig, log: Logger, metrics
     case "file":
       return new FileSink(name, config, log.child({ component: name }));
     case "kafka":
-      return new KafkaSink(name, config, log.child({ component: name }), metrics);
+      return new KafkaSink(name, config, createKafkaClient(config), log.child({ component: name }), metrics);
     case "forward":
       return new ForwardSink(name, config, log.child({ component: name }), metrics);
   }

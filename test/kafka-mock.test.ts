@@ -1,50 +1,52 @@
 /**
- * The Kafka test harness (librdkafka's mock cluster + kcat, test/support/kafka.ts) proven with kafkajs, and the
- * behaviour of kafkajs 2.2.4 against it pinned down: what producer.send throws for a down broker, a hung broker
- * and each injected Produce error. The Kafka sink's error table is written from these facts.
- *
- * Under `bun test` NODE_ENV is "test", which makes kafkajs load its TEST retry defaults (retries 15,
- * initialRetryTime 50 ms, maxRetryTime 1 s instead of 5 / 300 ms / 30 s): every client here sets retry explicitly.
+ * The Kafka test harness (librdkafka's mock cluster + kcat, test/support/kafka.ts), and what our Kafka client
+ * (src/sinks/kafka/client.ts, the transport under the sink) meets there: the versions it negotiates, how a down,
+ * hung or moved broker and each injected produce error look to it, and which of them leave the batch written
+ * anyway. The sink's error table and the producer's idempotence rules are checked against these facts.
  */
 import { describe, expect, test } from "bun:test";
-import { Kafka, logLevel, type Producer, type RecordMetadata } from "kafkajs";
-import { buildMock, consumeAll, startConsumer, startMockCluster, waitUntil, type MockCluster } from "./support/kafka.ts";
+import { KafkaClient, KafkaFailure, type KafkaClientOptions } from "../src/sinks/kafka/client.ts";
+import { kafkaErrorName } from "../src/sinks/kafka/errors.ts";
+import { RecordBatchBuilder, stamp } from "../src/sinks/kafka/record-batch.ts";
+import { buildMock, consumeAll, startConsumer, startMockCluster, type MockCluster } from "./support/kafka.ts";
 
 const T = 60_000;
 
-interface ErrorInfo {
-  name: string;
-  type?: string;
-  code?: string | number;
-  retriable?: boolean;
-  message: string;
-  cause?: ErrorInfo;
+function client(brokers: string[], extra: Partial<KafkaClientOptions> = {}): KafkaClient {
+  return new KafkaClient({
+    clientId: "nagare-test", brokers, acks: -1, produceTimeoutMs: 5000, requestTimeoutMs: 2000, connectTimeoutMs: 1000,
+    tls: undefined, sasl: undefined, allowAutoCreateTopics: false, metadataMaxAgeMs: 60_000, maxTopics: 100, ...extra,
+  });
 }
 
-function info(e: unknown): ErrorInfo {
-  const o = e as { name: string; type?: string; code?: string | number; retriable?: boolean; message: string; cause?: unknown };
-  const r: ErrorInfo = { name: o.name, message: o.message };
-  if (o.type !== undefined) r.type = o.type;
-  if (o.code !== undefined) r.code = o.code;
-  if (o.retriable !== undefined) r.retriable = o.retriable;
-  if (o.cause !== undefined && o.cause !== null) r.cause = info(o.cause);
-  return r;
+/** One record batch of `values` (keys and ids optional), unstamped unless `seq` is given. */
+function batchOf(values: (string | Uint8Array)[], opts: { keys?: (string | undefined)[]; ids?: string[]; producer?: { id: number; seq: number } } = {}): Buffer {
+  const builder = new RecordBatchBuilder();
+  values.forEach((v, i) => builder.add(Date.now(), opts.keys?.[i], typeof v === "string" ? Buffer.from(v) : v, "nagare-id", opts.ids?.[i] ?? `id-${i}`, 64 << 20));
+  const { bytes } = builder.finish("none");
+  if (opts.producer !== undefined) stamp(bytes, { producerId: opts.producer.id, producerEpoch: 0, baseSequence: opts.producer.seq });
+  return bytes;
 }
 
-/** producer.send's outcome and how long it took. */
-async function timedSend(producer: Producer, topic: string, value: string, partition = 0): Promise<{ ms: number; ok?: RecordMetadata[]; error?: ErrorInfo }> {
+/** Leader of a partition, from the client's metadata. */
+async function leaderOf(c: KafkaClient, topic: string, partition: number): Promise<number> {
+  c.invalidate(topic);
+  const state = (await c.leaders([topic])).get(topic)!;
+  if ("failure" in state) throw new Error(`no leaders for ${topic}: ${state.failure.name}`);
+  return state.leaders[partition]!;
+}
+
+/** Produces and returns the partition's error name, or the transport failure's name and how long it took. */
+async function produce(c: KafkaClient, topic: string, partition: number, batch: Buffer): Promise<{ outcome: string; ms: number }> {
   const t0 = performance.now();
   try {
-    const ok = await producer.send({ topic, acks: -1, messages: [{ key: value, value, partition }] });
-    return { ms: performance.now() - t0, ok };
-  } catch (e) {
-    return { ms: performance.now() - t0, error: info(e) };
+    const leader = await leaderOf(c, topic, partition);
+    const result = await c.produce(leader, { topic, partition, batch });
+    return { outcome: kafkaErrorName(result.errorCode), ms: performance.now() - t0 };
+  } catch (err) {
+    if (!(err instanceof KafkaFailure)) throw err;
+    return { outcome: `transport:${err.classified.name}`, ms: performance.now() - t0 };
   }
-}
-
-/** A kafkajs client that never retries on its own (client and producer level), 2 s request timeout. */
-function noRetryClient(brokers: string[]): Kafka {
-  return new Kafka({ clientId: "nagare-test", brokers, logLevel: logLevel.NOTHING, requestTimeout: 2000, connectionTimeout: 1000, retry: { retries: 0 } });
 }
 
 async function withCluster(opts: Parameters<typeof startMockCluster>[0], fn: (mock: MockCluster) => Promise<void>): Promise<void> {
@@ -56,19 +58,6 @@ async function withCluster(opts: Parameters<typeof startMockCluster>[0], fn: (mo
   }
 }
 
-async function leaderOf(kafka: Kafka, topic: string, partition: number): Promise<number> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const md = await admin.fetchTopicMetadata({ topics: [topic] });
-    const p = md.topics[0]?.partitions.find((x) => x.partitionId === partition);
-    if (!p) throw new Error(`no metadata for ${topic}/${partition}`);
-    return p.leader;
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 function isGone(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -77,6 +66,8 @@ function isGone(pid: number): boolean {
     return true;
   }
 }
+
+const values = async (mock: MockCluster, topic: string) => (await consumeAll(mock.bootstrap, topic)).map((m) => m.value);
 
 describe("kafka mock harness", () => {
   test("builds, starts, answers commands, refuses bad ones, stops and is reaped", async () => {
@@ -110,360 +101,192 @@ describe("kafka mock harness", () => {
     await mock.stop();
     expect(isGone(mock.pid)).toBe(true);
   }, T);
+});
 
-  test("kafkajs acks -1: keys, headers, binary values read back with consumeAll", async () => {
+describe("our Kafka client against the mock", () => {
+  test("keys, the id header, UTF-8 and binary values and timestamps read back with kcat", async () => {
     await withCluster({ brokers: 3, topics: [{ name: "logs", partitions: 3 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
+      const c = client(mock.brokers);
       try {
         const before = Date.now();
-        for (let batch = 0; batch < 3; batch++) {
-          const messages = Array.from({ length: 100 }, (_, j) => {
-            const i = batch * 100 + j;
-            return { key: `k-${i % 40}`, value: JSON.stringify({ i, msg: `ログ ${i} "quoted"\n` }), headers: { "nagare-id": `id-${i}`, seq: String(i) } };
-          });
-          const res = await producer.send({ topic: "logs", acks: -1, messages });
-          for (const r of res) expect(r.errorCode).toBe(0);
-        }
+        const texts = Array.from({ length: 100 }, (_, i) => JSON.stringify({ i, msg: `ログ ${i} "quoted"\n` }));
+        expect((await produce(c, "logs", 2, batchOf(texts, { keys: texts.map((_, i) => (i % 3 === 0 ? undefined : `k-${i}`)), ids: texts.map((_, i) => `id-${i}`) }))).outcome).toBe("NONE");
         const binary = Buffer.from([0xff, 0x00, 0x0a, 0x22, 0x5c, 0xe3, 0x83, 0xad]);
-        await producer.send({ topic: "logs", acks: -1, messages: [{ key: null, value: binary, partition: 1, headers: { "nagare-id": "bin" } }] });
-
+        expect((await produce(c, "logs", 1, batchOf([binary], { ids: ["bin"] }))).outcome).toBe("NONE");
         const got = await consumeAll(mock.bootstrap, "logs");
-        expect(got).toHaveLength(301);
-        const partitions = new Set(got.map((m) => m.partition));
-        expect(partitions.size).toBe(3); // 40 keys spread over all partitions
-        for (const p of partitions) {
-          const offs = got.filter((m) => m.partition === p).map((m) => m.offset);
-          expect(offs).toEqual(offs.map((_, i) => i)); // contiguous from 0: nothing trimmed
-        }
-        const byId = new Map(got.map((m) => [m.headers["nagare-id"], m]));
-        const partitionOfKey = new Map<string, number>();
-        for (let i = 0; i < 300; i++) {
-          const m = byId.get(`id-${i}`);
-          expect(m).toBeDefined();
-          if (!m) continue;
-          expect(m.key).toBe(`k-${i % 40}`);
-          expect(JSON.parse(m.value ?? "")).toEqual({ i, msg: `ログ ${i} "quoted"\n` });
-          expect(m.headers.seq).toBe(String(i));
-          expect(m.headerList).toEqual([["nagare-id", `id-${i}`], ["seq", String(i)]]);
-          expect(m.timestamp).toBeGreaterThanOrEqual(before - 1000);
-          expect(m.timestamp).toBeLessThanOrEqual(Date.now() + 1000);
-          const p = partitionOfKey.get(m.key ?? "");
-          if (p === undefined) partitionOfKey.set(m.key ?? "", m.partition);
-          else expect(m.partition).toBe(p); // same key, same partition
-        }
-        // Within a partition, order is send order.
-        for (const p of partitions) {
-          const seqs = got.filter((m) => m.partition === p && m.headers.seq !== undefined).map((m) => Number(m.headers.seq));
-          expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
-        }
-        const bin = byId.get("bin");
-        expect(bin?.key).toBeNull();
-        expect(bin?.partition).toBe(1);
-        expect(Buffer.from(bin?.valueBytes ?? new Uint8Array()).equals(binary)).toBe(true);
+        expect(got.filter((m) => m.partition === 2).map((m) => [m.key, m.value, m.headerList])).toEqual(texts.map((t, i) => [i % 3 === 0 ? null : `k-${i}`, t, [["nagare-id", `id-${i}`]]]));
+        expect(got.filter((m) => m.partition === 2).every((m) => m.timestamp >= before - 1000 && m.timestamp <= Date.now() + 1000)).toBe(true);
+        const bin = got.find((m) => m.headers["nagare-id"] === "bin");
+        expect(Buffer.from(bin!.valueBytes!).equals(binary)).toBe(true);
       } finally {
-        await producer.disconnect();
+        await c.close();
       }
     });
   }, T);
 
-  test("leader down: send fails at once with a connection error; after up the same producer sends again", async () => {
+  test("producer ids: the mock gives one but checks no sequence numbers (idempotence is proven on the real cluster)", async () => {
+    await withCluster({ brokers: 1, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
+      const c = client(mock.brokers);
+      try {
+        const { producerId } = await c.initProducerId();
+        expect(producerId).toBeGreaterThanOrEqual(0);
+        const b0 = batchOf(["a", "b"], { producer: { id: producerId, seq: 0 } });
+        expect((await produce(c, "t", 0, b0)).outcome).toBe("NONE");
+        expect((await produce(c, "t", 0, b0)).outcome).toBe("NONE"); // a real broker: DUPLICATE_SEQUENCE_NUMBER, not written
+        expect((await produce(c, "t", 0, batchOf(["gap"], { producer: { id: producerId, seq: 5 } }))).outcome).toBe("NONE"); // a real broker: OUT_OF_ORDER_SEQUENCE_NUMBER
+        expect(await values(mock, "t")).toEqual(["a", "b", "a", "b", "gap"]);
+      } finally {
+        await c.close();
+      }
+    });
+  }, T);
+
+  test("leader down: produce fails at once as CONNECTION_REFUSED; up again: the next produce works", async () => {
     await withCluster({ brokers: 3, topics: [{ name: "t", partitions: 3 }] }, async (mock) => {
-      // Deterministic: kafkajs bootstraps from broker 1 only, partition 0 is led by broker 2. (With several
-      // bootstrap brokers kafkajs picks one at random and a metadata refresh may hit the down one.)
       await mock.command("leader t 0 2");
-      const kafka = noRetryClient([mock.brokers[0] ?? ""]);
-      expect(await leaderOf(kafka, "t", 0)).toBe(2);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
+      const c = client([mock.brokers[0]!]);
       try {
-        expect((await timedSend(producer, "t", "before")).ok).toBeDefined();
+        expect((await produce(c, "t", 0, batchOf(["before"]))).outcome).toBe("NONE");
         await mock.command("down 2");
-
-        const first = await timedSend(producer, "t", "down-1");
-        const second = await timedSend(producer, "t", "down-2");
-        for (const r of [first, second]) {
-          expect(r.error?.name).toBe("KafkaJSNumberOfRetriesExceeded");
-          expect(r.error?.retriable).toBe(false);
-          expect(r.ms).toBeLessThan(1500); // refused at once, no request timeout involved
-        }
-        // The mock closed the old connection; the first send may still meet it closing.
-        expect(["KafkaJSConnectionError", "KafkaJSConnectionClosedError"]).toContain(first.error?.cause?.name ?? "");
-        expect(second.error?.cause).toMatchObject({ name: "KafkaJSConnectionError", code: "ECONNREFUSED", retriable: true });
-        expect(second.error?.message).toMatch(/^Connection error: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
-
+        await produce(c, "t", 0, batchOf(["down-1"])); // may meet the connection closing
+        const second = await produce(c, "t", 0, batchOf(["down-2"]));
+        expect(second.outcome).toBe("transport:CONNECTION_REFUSED");
+        expect(second.ms).toBeLessThan(1500);
         await mock.command("up 2");
-        const after = await timedSend(producer, "t", "after-up");
-        expect(after.error).toBeUndefined();
-
-        const got = (await consumeAll(mock.bootstrap, "t")).filter((m) => m.partition === 0).map((m) => m.value);
-        expect(got).toEqual(["before", "after-up"]);
-        console.log(`kafka-mock: leader down -> first ${JSON.stringify(first.error)} after ${first.ms.toFixed(0)} ms; then ${JSON.stringify(second.error)} after ${second.ms.toFixed(0)} ms`);
+        expect((await produce(c, "t", 0, batchOf(["after-up"]))).outcome).toBe("NONE");
+        expect((await consumeAll(mock.bootstrap, "t")).filter((m) => m.partition === 0).map((m) => m.value)).toEqual(["before", "after-up"]);
       } finally {
-        await producer.disconnect();
+        await c.close();
       }
     });
   }, T);
 
-  test("all brokers down: KafkaJSNonRetriableError wrapping the connection error; up again: same producer works", async () => {
-    await withCluster({ brokers: 3, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
-      try {
-        expect((await timedSend(producer, "t", "before")).ok).toBeDefined();
-        await mock.command("down -1");
-        await timedSend(producer, "t", "down-1"); // may meet the closing connection
-        const r = await timedSend(producer, "t", "down-2");
-        expect(r.error).toMatchObject({ name: "KafkaJSNonRetriableError", retriable: false, cause: { name: "KafkaJSConnectionError", code: "ECONNREFUSED", retriable: true } });
-        expect(r.ms).toBeLessThan(1500);
-        await mock.command("up -1");
-        expect((await timedSend(producer, "t", "after")).error).toBeUndefined();
-        expect((await consumeAll(mock.bootstrap, "t")).map((m) => m.value)).toEqual(["before", "after"]);
-      } finally {
-        await producer.disconnect();
-      }
-    });
-  }, T);
-
-  test("leader moved: the old leader answers NOT_LEADER_FOR_PARTITION, kafkajs refreshes metadata, the next send works", async () => {
+  test("leader moved: the old leader answers NOT_LEADER_OR_FOLLOWER; fresh metadata names the new one", async () => {
     await withCluster({ brokers: 3, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
       await mock.command("leader t 0 2");
-      const kafka = noRetryClient([mock.brokers[0] ?? ""]);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
+      const c = client([mock.brokers[0]!]);
       try {
-        expect((await timedSend(producer, "t", "on-2")).error).toBeUndefined();
+        expect((await produce(c, "t", 0, batchOf(["on-2"]))).outcome).toBe("NONE");
         await mock.command("leader t 0 3");
-        const r = await timedSend(producer, "t", "moved");
-        expect(r.error).toMatchObject({ name: "KafkaJSNumberOfRetriesExceeded", cause: { name: "KafkaJSProtocolError", type: "NOT_LEADER_FOR_PARTITION", retriable: true } });
-        expect((await timedSend(producer, "t", "on-3")).error).toBeUndefined();
-        expect((await consumeAll(mock.bootstrap, "t")).map((m) => m.value)).toEqual(["on-2", "on-3"]);
+        expect((await c.produce(2, { topic: "t", partition: 0, batch: batchOf(["moved"]) })).errorCode).toBe(6);
+        expect(await leaderOf(c, "t", 0)).toBe(3);
+        expect((await produce(c, "t", 0, batchOf(["on-3"]))).outcome).toBe("NONE");
+        expect(await values(mock, "t")).toEqual(["on-2", "on-3"]);
       } finally {
-        await producer.disconnect();
+        await c.close();
       }
     });
   }, T);
 
-  test("a request in flight when its broker goes down fails with Closed connection, yet was written", async () => {
+  test("a request in flight when its broker goes down fails in transport, yet was written", async () => {
     await withCluster({ brokers: 2, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
       await mock.command("leader t 0 2");
-      const kafka = new Kafka({ clientId: "nagare-test", brokers: [mock.brokers[0] ?? ""], logLevel: logLevel.NOTHING, requestTimeout: 10_000, retry: { retries: 0 } });
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
+      const c = client([mock.brokers[0]!], { requestTimeoutMs: 10_000 });
       try {
+        const leader = await leaderOf(c, "t", 0);
         await mock.command("broker-errors 2 Produce 1 NO_ERROR:5000"); // append now, answer in 5 s
-        const pending = timedSend(producer, "t", "in-flight");
-        await waitUntil(async () => (await consumeAll(mock.bootstrap, "t")).length === 1, "the in-flight record to be appended");
+        const pending = c.produce(leader, { topic: "t", partition: 0, batch: batchOf(["in-flight"]) }).then(
+          () => "answered",
+          (err: KafkaFailure) => err.classified.name,
+        );
+        const deadline = Date.now() + 10_000;
+        while ((await consumeAll(mock.bootstrap, "t")).length === 0 && Date.now() < deadline) await Bun.sleep(20);
         await mock.command("down 2");
-        const r = await pending;
-        expect(r.error).toMatchObject({ name: "KafkaJSNumberOfRetriesExceeded", retriable: false, message: "Closed connection", cause: { name: "KafkaJSConnectionClosedError", retriable: true } });
+        expect(await pending).toBe("NETWORK_EXCEPTION");
         await mock.command("up 2");
-        expect((await consumeAll(mock.bootstrap, "t")).map((m) => m.value)).toEqual(["in-flight"]); // a retry would duplicate it
+        expect(await values(mock, "t")).toEqual(["in-flight"]); // a retry with a new producer id would duplicate it
       } finally {
-        await producer.disconnect();
+        await c.close();
       }
     });
   }, T);
 
-  test("a hung broker: KafkaJSRequestTimeoutError after requestTimeout, and the record was written anyway", async () => {
+  test("a hung broker: REQUEST_TIMED_OUT after the request timeout, and the record was written anyway", async () => {
     await withCluster({ brokers: 1, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
+      const c = client(mock.brokers);
       try {
+        await leaderOf(c, "t", 0);
         await mock.command("broker-errors 1 Produce 1 NO_ERROR:3000");
-        const r = await timedSend(producer, "t", "slow");
-        expect(r.error).toMatchObject({
-          name: "KafkaJSNumberOfRetriesExceeded",
-          retriable: false,
-          message: "Request Produce(key: 0, version: 7) timed out",
-          cause: { name: "KafkaJSRequestTimeoutError", retriable: true },
-        });
+        const r = await produce(c, "t", 0, batchOf(["slow"]));
+        expect(r.outcome).toBe("transport:REQUEST_TIMED_OUT");
         expect(r.ms).toBeGreaterThanOrEqual(1900);
         expect(r.ms).toBeLessThan(2900);
-        // The late response (at 3 s) is dropped by kafkajs; the connection stays usable.
-        expect((await timedSend(producer, "t", "next")).error).toBeUndefined();
-        expect((await consumeAll(mock.bootstrap, "t")).map((m) => m.value)).toEqual(["slow", "next"]);
+        // The timeout closed the connection; the next request opens a new one.
+        expect((await produce(c, "t", 0, batchOf(["next"]))).outcome).toBe("NONE");
+        expect(await values(mock, "t")).toEqual(["slow", "next"]);
       } finally {
-        await producer.disconnect();
+        await c.close();
       }
     });
   }, T);
 
-  test("injected Produce errors: what kafkajs throws with retries 0; nothing of the failed send is written", async () => {
-    // [mock error name, kafkajs type, code, protocol-level retriable, wrapped in KafkaJSNumberOfRetriesExceeded]
-    const cases: [string, string, number, boolean][] = [
-      ["REQUEST_TIMED_OUT", "REQUEST_TIMED_OUT", 7, true],
-      ["NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS", 19, true],
-      ["NOT_ENOUGH_REPLICAS_AFTER_APPEND", "NOT_ENOUGH_REPLICAS_AFTER_APPEND", 20, true],
-      ["LEADER_NOT_AVAILABLE", "LEADER_NOT_AVAILABLE", 5, true],
-      ["NOT_LEADER_FOR_PARTITION", "NOT_LEADER_FOR_PARTITION", 6, true],
-      ["UNKNOWN_TOPIC_OR_PARTITION", "UNKNOWN_TOPIC_OR_PARTITION", 3, true],
-      ["NETWORK_EXCEPTION", "NETWORK_EXCEPTION", 13, true],
-      ["CORRUPT_MESSAGE", "CORRUPT_MESSAGE", 2, true],
-      ["MESSAGE_TOO_LARGE", "MESSAGE_TOO_LARGE", 10, false],
-      ["RECORD_LIST_TOO_LARGE", "RECORD_LIST_TOO_LARGE", 18, false],
-      ["INVALID_RECORD", "INVALID_RECORD", 87, false],
-      ["TOPIC_AUTHORIZATION_FAILED", "TOPIC_AUTHORIZATION_FAILED", 29, false],
-    ];
+  test("injected produce errors come back as the partition's error; nothing of the refused batch is written", async () => {
+    const names = ["REQUEST_TIMED_OUT", "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND", "LEADER_NOT_AVAILABLE", "NOT_LEADER_OR_FOLLOWER", "UNKNOWN_TOPIC_OR_PARTITION", "NETWORK_EXCEPTION", "CORRUPT_MESSAGE", "MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD", "TOPIC_AUTHORIZATION_FAILED"];
     await withCluster({ brokers: 3, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
-      const table: string[] = [];
+      const c = client(mock.brokers);
       try {
-        for (const [mockName, type, code, retriable] of cases) {
-          await mock.command(`errors Produce 1 ${mockName}`);
-          const r = await timedSend(producer, "t", `fail-${mockName}`);
-          const protocolError = { name: "KafkaJSProtocolError", type, code, retriable };
-          if (retriable) {
-            // Retriable protocol errors: retries exhausted -> wrapper (not retriable), original in .cause.
-            expect(r.error).toMatchObject({ name: "KafkaJSNumberOfRetriesExceeded", retriable: false, cause: protocolError });
-            expect(r.error?.message).toBe(r.error?.cause?.message ?? "");
-          } else {
-            // Non-retriable protocol errors are thrown as they are.
-            expect(r.error).toMatchObject(protocolError);
-            expect(r.error?.cause).toBeUndefined();
-          }
-          expect(r.ms).toBeLessThan(1000);
-          table.push(`${mockName} -> ${JSON.stringify(r.error)}`);
-          expect((await timedSend(producer, "t", `ok-${mockName}`)).error).toBeUndefined();
+        for (const name of names) {
+          await mock.command(`errors Produce 1 ${name}`);
+          expect((await produce(c, "t", 0, batchOf([`fail-${name}`]))).outcome).toBe(name);
+          expect((await produce(c, "t", 0, batchOf([`ok-${name}`]))).outcome).toBe("NONE");
         }
-        // _TRANSPORT: the mock closes the connection when the request arrives (nothing appended).
+        // TRANSPORT: the mock closes the connection when the request arrives (nothing appended).
         await mock.command("errors Produce 1 TRANSPORT");
-        const t = await timedSend(producer, "t", "fail-TRANSPORT");
-        expect(t.error).toMatchObject({ name: "KafkaJSNumberOfRetriesExceeded", retriable: false, message: "Closed connection", cause: { name: "KafkaJSConnectionClosedError", retriable: true } });
-        table.push(`TRANSPORT -> ${JSON.stringify(t.error)}`);
-        expect((await timedSend(producer, "t", "ok-TRANSPORT")).error).toBeUndefined();
-
-        const values = (await consumeAll(mock.bootstrap, "t")).map((m) => m.value);
-        expect(values).toEqual([...cases.map(([n]) => `ok-${n}`), "ok-TRANSPORT"]);
-        console.log(`kafka-mock: injected Produce errors, kafkajs retries 0:\n  ${table.join("\n  ")}`);
+        expect((await produce(c, "t", 0, batchOf(["fail-TRANSPORT"]))).outcome).toBe("transport:NETWORK_EXCEPTION");
+        expect((await produce(c, "t", 0, batchOf(["ok-TRANSPORT"]))).outcome).toBe("NONE");
+        expect(await values(mock, "t")).toEqual([...names.map((n) => `ok-${n}`), "ok-TRANSPORT"]);
       } finally {
-        await producer.disconnect();
+        await c.close();
       }
     });
   }, T);
 
-  test("with retries, kafkajs retries injected retriable errors and the send succeeds once", async () => {
-    await withCluster({ brokers: 1, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 3, initialRetryTime: 50, maxRetryTime: 200 }, allowAutoTopicCreation: false });
-      await producer.connect();
-      try {
-        await mock.command("errors Produce 3 REQUEST_TIMED_OUT NOT_ENOUGH_REPLICAS LEADER_NOT_AVAILABLE");
-        expect((await timedSend(producer, "t", "eventually")).error).toBeUndefined();
-        expect((await consumeAll(mock.bootstrap, "t")).map((m) => m.value)).toEqual(["eventually"]);
-      } finally {
-        await producer.disconnect();
-      }
-    });
-  }, T);
-
-  test("the mock does not enforce message.max.bytes: a 2 MiB record is accepted", async () => {
-    await withCluster({ brokers: 1, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
-      try {
-        const big = "x".repeat(2 * 1024 * 1024);
-        const res = await producer.send({ topic: "t", acks: -1, messages: [{ value: big }] });
-        expect(res[0]?.errorCode).toBe(0);
-        expect(res[0]?.logAppendTime).toBe("1234"); // the mock's constant LogAppendTime
-        const got = await consumeAll(mock.bootstrap, "t");
-        expect(got.map((m) => m.value?.length)).toEqual([big.length]);
-      } finally {
-        await producer.disconnect();
-      }
-    });
-  }, T);
-
-  test("Metadata auto-creates unknown topics with 4 partitions, even with allowAutoTopicCreation false", async () => {
+  test("the mock does not enforce message.max.bytes, and Metadata creates unknown topics (4 partitions)", async () => {
     await withCluster({ brokers: 3 }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
+      const c = client(mock.brokers);
       try {
-        expect((await timedSend(producer, "never-created", "x")).error).toBeUndefined();
-        const admin = kafka.admin();
-        await admin.connect();
-        try {
-          const md = await admin.fetchTopicMetadata({ topics: ["never-created"] });
-          expect(md.topics[0]?.partitions).toHaveLength(4);
-          expect(md.topics[0]?.partitions.every((p) => p.replicas.length === 3 && p.isr.length === 3)).toBe(true);
-        } finally {
-          await admin.disconnect();
-        }
+        const state = (await c.leaders(["never-created"])).get("never-created")!;
+        expect("leaders" in state && state.leaders.length).toBe(4);
+        const big = "x".repeat(2 * 1024 * 1024);
+        expect((await produce(c, "never-created", 0, batchOf([big]))).outcome).toBe("NONE");
+        expect((await consumeAll(mock.bootstrap, "never-created")).map((m) => m.value?.length)).toEqual([big.length]);
       } finally {
-        await producer.disconnect();
+        await c.close();
       }
-    });
-  }, T);
-
-  test("kafkajs's idempotent producer cannot connect: the mock reports controller 0, broker ids are 1..N", async () => {
-    await withCluster({ brokers: 3, topics: [{ name: "t", partitions: 1 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const admin = kafka.admin();
-      await admin.connect();
-      try {
-        const cluster = await admin.describeCluster();
-        expect(cluster.controller).toBe(0);
-        expect(cluster.brokers.map((b) => b.nodeId).sort()).toEqual([1, 2, 3]);
-      } finally {
-        await admin.disconnect();
-      }
-      // kafkajs sends a non-transactional InitProducerId to the controller it finds in Metadata.
-      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 1, initialRetryTime: 50 } });
-      let error: ErrorInfo | undefined;
-      try {
-        await producer.connect();
-      } catch (e) {
-        error = info(e);
-      } finally {
-        await producer.disconnect().catch(() => undefined);
-      }
-      expect(error).toMatchObject({ name: "KafkaJSBrokerNotFound", retriable: true, message: "Broker 0 not found in the cached metadata" });
     });
   }, T);
 
   test("no SASL and no TLS: the mock listens in PLAINTEXT only", async () => {
     await withCluster({ brokers: 1 }, async (mock) => {
-      const attempt = async (extra: { sasl?: { mechanism: "plain"; username: string; password: string }; ssl?: boolean }): Promise<ErrorInfo | undefined> => {
-        const kafka = new Kafka({ clientId: "nagare-test", brokers: mock.brokers, logLevel: logLevel.NOTHING, connectionTimeout: 1000, requestTimeout: 2000, retry: { retries: 0 }, ...extra });
-        const producer = kafka.producer({ retry: { retries: 0 } });
+      const attempt = async (extra: Partial<KafkaClientOptions>) => {
+        const c = client(mock.brokers, extra);
         try {
-          await producer.connect();
-          return undefined;
-        } catch (e) {
-          return info(e);
+          await c.initProducerId();
+          return "connected";
+        } catch (err) {
+          return (err as KafkaFailure).classified?.name ?? String(err);
         } finally {
-          await producer.disconnect().catch(() => undefined);
+          await c.close();
         }
       };
-      // The mock does not list SaslHandshake in ApiVersions.
-      expect(await attempt({ sasl: { mechanism: "plain", username: "u", password: "p" } })).toMatchObject({ name: "KafkaJSServerDoesNotSupportApiKey", retriable: false });
-      // A TLS ClientHello is a protocol parse error to the mock: it drops the connection.
-      expect(await attempt({ ssl: true })).toMatchObject({ name: "KafkaJSNumberOfRetriesExceeded", cause: { name: "KafkaJSConnectionError", code: "ECONNRESET" } });
+      expect(await attempt({ sasl: { mechanism: "PLAIN", username: "u", password: "p" } })).not.toBe("connected");
+      expect(await attempt({ tls: { ca: undefined, cert: undefined, key: undefined, rejectUnauthorized: true, servername: undefined } })).not.toBe("connected");
+      expect(await attempt({})).toBe("connected");
     });
   }, T);
 
   test("background consumer keeps up with more than the mock's 5 MiB per partition; falling behind fails loudly", async () => {
     await withCluster({ brokers: 1, topics: [{ name: "big", partitions: 1 }] }, async (mock) => {
-      const kafka = noRetryClient(mock.brokers);
-      const producer = kafka.producer({ retry: { retries: 0 }, allowAutoTopicCreation: false });
-      await producer.connect();
+      const c = client(mock.brokers);
       const consumer = startConsumer(mock.bootstrap, "big");
+      const value = (i: number): string => `${String(i).padStart(8, "0")}:${"v".repeat(1000)}`;
+      const send = async (from: number) => expect((await produce(c, "big", 0, batchOf(Array.from({ length: 500 }, (_, j) => value(from + j))))).outcome).toBe("NONE");
       try {
-        const value = (i: number): string => `${String(i).padStart(8, "0")}:${"v".repeat(1000)}`;
         const total = 12_000; // ~12 MiB through one partition
-        let sent = 0;
-        while (sent < total) {
+        for (let sent = 0; sent < total; sent += 500) {
           // Stay at most ~2 MiB ahead of the consumer, far below the 5 MiB the mock keeps.
           await consumer.waitFor((m) => m.length >= sent - 2000);
-          await producer.send({ topic: "big", acks: -1, messages: Array.from({ length: 500 }, (_, j) => ({ value: value(sent + j) })) });
-          sent += 500;
+          await send(sent);
         }
         await consumer.waitFor((m) => m.length >= total);
         expect(consumer.messages.map((m) => m.offset)).toEqual(Array.from({ length: total }, (_, i) => i));
@@ -475,14 +298,11 @@ describe("kafka mock harness", () => {
         expect(first).toBeGreaterThan(0);
         expect(kept.length * 1010).toBeLessThanOrEqual(5 * 1024 * 1024);
         expect(kept.length * 1010).toBeGreaterThan(4 * 1024 * 1024);
-        expect(kept.map((m) => m.offset)).toEqual(Array.from({ length: kept.length }, (_, i) => first + i));
 
         // A consumer that cannot fetch while > 5 MiB is produced meets "Offset out of range" and fails.
         process.kill(consumer.pid, "SIGSTOP");
         try {
-          for (let k = 0; k < 14; k++) {
-            await producer.send({ topic: "big", acks: -1, messages: Array.from({ length: 500 }, (_, j) => ({ value: value(total + k * 500 + j) })) });
-          }
+          for (let k = 0; k < 14; k++) await send(total + k * 500);
         } finally {
           process.kill(consumer.pid, "SIGCONT");
         }
@@ -491,7 +311,7 @@ describe("kafka mock harness", () => {
         expect(isGone(consumer.pid)).toBe(true);
       } finally {
         await consumer.stop().catch(() => undefined);
-        await producer.disconnect();
+        await c.close();
       }
     });
   }, 120_000);

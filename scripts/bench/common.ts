@@ -7,17 +7,22 @@ export const ROOT = join(import.meta.dir, "..", "..");
 export const BINARY = join(ROOT, "dist", "nagare");
 
 /**
- * The benchmark journal of `entries` entries (120-byte messages and the usual ~20 trusted fields; with
- * `small`, a 100-byte message and 3 fields), built once under .bench/, and its tail cursor.
+ * The benchmark journals, built once under .bench/ by systemd-journal-remote, with their tail cursor:
+ *  - "small" (the default): entries of about 8 fields and a 120-byte MESSAGE, where the per-entry cost dominates;
+ *  - "wide": the usual ~20 trusted fields of a syslog entry and a 120-byte MESSAGE.
  */
-export async function benchJournal(entries: number, small = false): Promise<{ work: string; journal: string; tail: string }> {
-  const work = join(ROOT, ".bench", `journald-${entries}${small ? "-small" : ""}`);
+export type JournalProfile = "small" | "wide";
+
+const SMALL_FIELDS = new Set(["__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID", "PRIORITY", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "_SYSTEMD_UNIT", "_TRANSPORT", "SEQ", "MESSAGE"]);
+
+export async function benchJournal(entries: number, profile: JournalProfile = "small"): Promise<{ work: string; journal: string; tail: string }> {
+  const work = join(ROOT, ".bench", `journald-${entries}-${profile}`);
   const journal = join(work, "journal");
   if (!existsSync(join(work, "ready"))) {
     rmSync(work, { recursive: true, force: true });
     for (let from = 1; from <= entries; from += 50_000) {
-      const batch = sequenceEntries(from, Math.min(50_000, entries - from + 1), { messageBytes: small ? 100 : 120 });
-      await writeJournal(journal, small ? batch.map((e) => e.filter(([k]) => ["__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID", "SEQ", "MESSAGE", "PRIORITY"].includes(k))) : batch);
+      const batch = sequenceEntries(from, Math.min(50_000, entries - from + 1), { messageBytes: 120 });
+      await writeJournal(journal, profile === "small" ? batch.map((e) => e.filter(([k]) => SMALL_FIELDS.has(k))) : batch);
     }
     writeFileSync(join(work, "ready"), "");
   }
@@ -25,6 +30,20 @@ export async function benchJournal(entries: number, small = false): Promise<{ wo
   const tail = (await new Response(proc.stdout).text()).replace(/^-- cursor: /, "").trim();
   await proc.exited;
   return { work, journal, tail };
+}
+
+/** journalctl's own export rate on a journal (best of three runs, output counted by wc): ms and bytes. */
+export async function journalctlRate(journal: string): Promise<{ ms: number; bytes: number }> {
+  let ms = Infinity;
+  let bytes = 0;
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    const proc = Bun.spawn(["sh", "-c", `journalctl --directory='${journal}' -o export | wc -c`], { stdout: "pipe" });
+    bytes = Number((await new Response(proc.stdout).text()).trim());
+    await proc.exited;
+    ms = Math.min(ms, performance.now() - started);
+  }
+  return { ms, bytes };
 }
 
 /** runUntilCheckpoint for the journald benches: until the cursor of source `journal` is `tail`. */

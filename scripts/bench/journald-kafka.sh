@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# 200,000-entry journal → librdkafka mock cluster with acks=all, built binary; prints entries/s and peak RSS.
+# 200,000-entry journals → librdkafka mock cluster (acks=all), with and without a 10 ms round trip, built binary;
+# prints entries/s, the ratio to journalctl -o export and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ -x dist/nagare ] || bash scripts/build.sh
+bash scripts/build.sh
 exec node_modules/.bin/bun scripts/bench/journald-kafka.ts "$@"

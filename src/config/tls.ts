@@ -1,4 +1,4 @@
-/** TLS client options for node:tls (and kafkajs) from a sink's `tls` config: one place reads the PEM files. */
+/** TLS client options for node:tls (and the Kafka transport) from a sink's `tls` config: one place reads the PEM files. */
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { TlsConfig } from "./types.ts";

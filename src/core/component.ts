@@ -2,7 +2,7 @@
  * The contracts between the pipeline and its components. Sources and sinks live in their own folders and
  * implement these; the pipeline never knows which kind it runs.
  */
-import type { Batch } from "./batch.ts";
+import type { Delivery } from "./delivery.ts";
 import type { LogRecord } from "./record.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
@@ -51,14 +51,22 @@ export type SendResult =
   /** The whole batch can never be delivered (e.g. every record over the size limit). */
   | { status: "rejected"; reason: string };
 
-export interface Sink {
+export interface Sink<State = unknown> {
   readonly name: string;
   readonly type: string;
   /**
-   * Sends one batch and resolves once the destination acknowledged it, or with why it did not. Never throws
-   * for destination errors; `signal` aborts a wait at shutdown (the result is then "retry").
+   * How many batches the driver may have in flight at once. 1 for a sink that must finish one batch before it
+   * starts the next (a file); more for a network destination, so its round trip costs latency, not throughput.
+   * The sink itself keeps batches that it was handed in this order in that order on the wire.
    */
-  send(batch: Batch, signal: AbortSignal): Promise<SendResult>;
+  readonly maxInFlight: number;
+  /**
+   * One attempt to deliver a batch: resolves once the destination acknowledged it, or with why it did not.
+   * The driver calls it again with the same Delivery after a "retry"; `delivery.state` keeps what the sink
+   * prepared and what was already acknowledged. Never throws for destination errors; when `delivery.signal`
+   * is aborted (shutdown) it stops waiting and answers "retry".
+   */
+  send(delivery: Delivery<State>): Promise<SendResult>;
   /** Releases connections and file descriptors. */
   close(): Promise<void>;
 }

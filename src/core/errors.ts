@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   "SINK_UNAVAILABLE", // a destination cannot be written to right now (retryable)
   "SINK_REJECTED", // a destination refused a record permanently (dead-lettered)
   "TIMEOUT", // a bounded wait expired
+  "CANCELLED", // a wait was cut short because the agent is stopping
   "CHECKPOINT_IO", // a checkpoint could not be read or written
   "INTERNAL", // a broken invariant inside the agent (a bug)
 ] as const;

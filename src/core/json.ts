@@ -16,11 +16,102 @@ export function encodeFieldsJson(record: LogRecord, idField: string | undefined)
   return json.length === 2 ? `{${id}}` : `${json.slice(0, -1)},${id}}`;
 }
 
-/** A batch as JSON lines, each ending in a newline. */
-export function encodeJsonLines(records: readonly LogRecord[], idField: string | undefined): string {
-  let out = "";
-  for (let i = 0; i < records.length; i++) out += `${encodeFieldsJson(records[i]!, idField)}\n`;
-  return out;
+/**
+ * Writes the same JSON as encodeFieldsJson straight into bytes, without a string per record: for text values
+ * that need no escaping (nearly all), the name and the value are copied into the buffer as UTF-8 directly;
+ * anything else (escapes, surrogates, bytes, arrays, nested maps, numbers) goes through JSON.stringify. The
+ * keys come in the same order as JSON.stringify's, so both encoders give identical output.
+ */
+export class JsonWriter {
+  private buf: Utf8Buffer = Buffer.allocUnsafeSlow(256 * 1024) as Utf8Buffer;
+  private pos = 0;
+
+  get length(): number {
+    return this.pos;
+  }
+
+  /** The bytes written since `from` (a view: valid until the next write or reset). */
+  view(from = 0): Buffer {
+    return this.buf.subarray(from, this.pos);
+  }
+
+  /** Hands over the bytes written so far; the writer starts empty with a new buffer. */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.pos);
+    this.buf = Buffer.allocUnsafeSlow(Math.max(256 * 1024, this.pos)) as Utf8Buffer;
+    this.pos = 0;
+    return out;
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  /** One record's JSON, then `terminator` (a byte such as a newline) unless it is -1. */
+  record(record: LogRecord, idField: string | undefined, terminator = -1): void {
+    if (record.binaryFields !== undefined) this.text(encodeFieldsJson(record, idField));
+    else {
+      const fields = record.fields;
+      this.byte(123);
+      let first = true;
+      for (const name in fields) {
+        if (!first) this.byte(44);
+        first = false;
+        this.member(name, fields[name]!);
+      }
+      if (idField !== undefined) {
+        if (!first) this.byte(44);
+        this.member(idField, record.id);
+      }
+      this.byte(125);
+    }
+    if (terminator >= 0) this.byte(terminator);
+  }
+
+  private member(name: string, value: FieldValue): void {
+    if (NEEDS_STRINGIFY.test(name)) this.text(JSON.stringify(name));
+    else this.quoted(name);
+    this.byte(58);
+    if (typeof value === "string" && !NEEDS_STRINGIFY.test(value)) this.quoted(value);
+    else this.text(JSON.stringify(value));
+  }
+
+  private quoted(text: string): void {
+    this.room(text.length * 3 + 2);
+    const buf = this.buf;
+    buf[this.pos++] = 34;
+    this.pos += buf.utf8Write(text, this.pos);
+    buf[this.pos++] = 34;
+  }
+
+  private text(text: string): void {
+    this.room(text.length * 3);
+    this.pos += this.buf.utf8Write(text, this.pos);
+  }
+
+  private byte(b: number): void {
+    if (this.pos >= this.buf.length) this.room(1);
+    this.buf[this.pos++] = b;
+  }
+
+  private room(bytes: number): void {
+    if (this.pos + bytes <= this.buf.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.pos + bytes)) as Utf8Buffer;
+    this.buf.copy(grown, 0, 0, this.pos);
+    this.buf = grown;
+  }
+}
+
+/** Characters JSON.stringify escapes (quote, backslash, controls) or may (surrogates): those values take its path. */
+const NEEDS_STRINGIFY = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** Buffer#utf8Write (Node and Bun have it; the typings do not): writes a string as UTF-8, returns the bytes. */
+type Utf8Buffer = Buffer & { utf8Write(text: string, offset: number): number };
+
+/** A batch as JSON lines, each ending in a newline, as bytes. */
+export function encodeJsonLines(records: readonly LogRecord[], idField: string | undefined, writer = new JsonWriter()): Buffer {
+  for (let i = 0; i < records.length; i++) writer.record(records[i]!, idField, 10);
+  return writer.take();
 }
 
 function withBase64(fields: Fields, binary: readonly string[]): Fields {

@@ -231,6 +231,7 @@ export class Pipeline implements LaneHost {
     const driver = new SinkDriver(sink, this.deadLetters, this.log.child({ component: sink.name }), this.options.metrics, {
       retryInitialMs: this.options.retryInitialMs ?? 100,
       retryMaxMs: this.options.retryMaxMs ?? 30_000,
+      memory: this.buffer,
     });
     this.drivers.set(sink.name, driver);
   }

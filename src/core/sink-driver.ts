@@ -1,12 +1,19 @@
 /**
- * Feeds one sink its batches in order and turns the sink's answers into exactly one settlement per batch.
- * A batch the sink could not deliver is sent again — the same batch, after capped exponential backoff with
- * jitter — for as long as it takes; it is never put back into the pipeline.
+ * Feeds one sink its batches and turns the sink's answers into exactly one settlement per batch.
+ *
+ * Up to `sink.maxInFlight` batches are in flight at once, handed to the sink in the order they were read, so a
+ * distant destination costs latency, not throughput; they may be acknowledged in any order (the ack tracker
+ * turns that into an exact watermark). When an attempt fails, the driver stops handing out new batches, lets
+ * the ones in flight finish, and then sends the failed ones again one at a time, oldest first, after capped
+ * exponential backoff with jitter; only when all of them went through does the window open again. So a
+ * retried batch is never overtaken by a later one that was not yet sent, and a failing destination sees one
+ * request at a time, not a flood. A batch is never put back into the pipeline.
  */
 import { Backoff, sleep } from "./backoff.ts";
 import type { Batch } from "./batch.ts";
 import type { Sink, SendResult } from "./component.ts";
 import type { DeadLetterFile, DeadLetter } from "./dead-letter.ts";
+import { Delivery } from "./delivery.ts";
 import { describeError, NagareError } from "./errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { LATENCY_BUCKETS, type Metrics } from "../observe/metrics.ts";
@@ -14,15 +21,27 @@ import { LATENCY_BUCKETS, type Metrics } from "../observe/metrics.ts";
 export interface SinkDriverOptions {
   retryInitialMs: number;
   retryMaxMs: number;
+  /** Where the bytes a sink holds encoded are counted (the pipeline's buffer). */
+  memory?: { reserve(bytes: number): void; release(bytes: number): void };
 }
 
+type Settled = Exclude<SendResult, { status: "retry" }>;
+
 export class SinkDriver {
-  private queue: Batch[] = [];
+  /** Deliveries not yet started, in read order (consumed from `head`). */
+  private waiting: Delivery[] = [];
   private head = 0;
-  private wake: (() => void) | undefined;
+  /** Deliveries whose last attempt failed, oldest first: they go again, one at a time, before anything new. */
+  private readonly failed: Delivery[] = [];
+  private inFlight = 0;
+  private order = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The backoff before the oldest failed batch is sent again. */
+  private retryDelay = 0;
   private readonly abort = new AbortController();
-  private loop: Promise<void> | undefined;
+  private idleWaiters: (() => void)[] = [];
   private readonly backoff: Backoff;
+  private readonly reserve: (bytes: number) => void;
   private readonly counters;
   private lastProgressAt = performance.now();
   private busySince = performance.now();
@@ -33,9 +52,11 @@ export class SinkDriver {
     private readonly deadLetters: DeadLetterFile,
     private readonly log: Logger,
     metrics: Metrics,
-    options: SinkDriverOptions,
+    private readonly options: SinkDriverOptions,
   ) {
     this.backoff = new Backoff(options.retryInitialMs, options.retryMaxMs);
+    const memory = options.memory;
+    this.reserve = memory === undefined ? () => {} : (bytes) => memory.reserve(bytes);
     const labels = { sink: sink.name };
     this.counters = {
       sentRecords: metrics.counter("nagare_sink_sent_records_total", "Records handed to the destination, counting every attempt.", labels),
@@ -57,97 +78,125 @@ export class SinkDriver {
    * last error — what /health reports.
    */
   stall(now = performance.now()): { ms: number; lastError: string | undefined } {
-    const busy = this.head < this.queue.length;
-    return { ms: busy ? now - Math.max(this.lastProgressAt, this.busySince) : 0, lastError: this.lastError };
+    return { ms: this.pending > 0 ? now - Math.max(this.lastProgressAt, this.busySince) : 0, lastError: this.lastError };
   }
 
   enqueue(batch: Batch): void {
-    if (this.head === this.queue.length) this.busySince = performance.now();
-    this.queue.push(batch);
+    if (this.pending === 0) this.busySince = performance.now();
+    this.waiting.push(new Delivery(batch, this.order++, this.abort.signal, this.reserve));
     this.counters.queued.value++;
-    this.loop ??= this.run();
-    this.wake?.();
+    this.pump();
   }
 
   /**
-   * Stops retrying and waits up to `graceMs` for an attempt in progress. A write blocked in the kernel (a fifo
-   * nobody reads, a hung NFS mount) cannot be cancelled; it is abandoned, and its batch stays unacknowledged
-   * (its records are read again after a restart, never lost).
+   * Stops handing out batches, tells the sink to stop waiting (delivery.signal) and waits up to `graceMs` for
+   * the attempts in flight to return. A write blocked in the kernel (a fifo nobody reads, a hung NFS mount)
+   * cannot be cancelled; it is abandoned, and its batch stays unacknowledged (read again after a restart).
    */
   async stop(graceMs = 1000): Promise<void> {
     this.abort.abort();
-    this.wake?.();
-    const grace = new AbortController();
-    await Promise.race([this.loop, sleep(graceMs, grace.signal)]);
-    grace.abort();
+    clearTimeout(this.retryTimer);
+    if (this.inFlight === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.idleWaiters.push(resolve);
+      timer = setTimeout(resolve, graceMs);
+    });
+    clearTimeout(timer);
   }
 
-  private async run(): Promise<void> {
-    const signal = this.abort.signal;
-    while (!signal.aborted) {
-      const batch = this.queue[this.head];
-      if (batch === undefined) {
-        await new Promise<void>((resolve) => (this.wake = resolve));
-        this.wake = undefined;
-        continue;
-      }
-      if (await this.deliver(batch, signal)) {
-        this.queue[this.head++] = undefined as unknown as Batch;
-        this.counters.queued.value--;
-        if (this.head > 1024 && this.head * 2 > this.queue.length) {
-          this.queue = this.queue.slice(this.head);
-          this.head = 0;
-        }
-      }
+  /** Batches handed to this driver and not yet settled. */
+  private get pending(): number {
+    return this.waiting.length - this.head + this.failed.length + this.inFlight;
+  }
+
+  /** Starts what may start now: the oldest failed batch alone once nothing is in flight, else the window. */
+  private pump(): void {
+    if (this.abort.signal.aborted) return;
+    if (this.failed.length > 0) {
+      if (this.inFlight === 0 && this.retryTimer === undefined) this.scheduleRetry();
+      return;
+    }
+    while (this.inFlight < this.sink.maxInFlight && this.head < this.waiting.length) {
+      const delivery = this.waiting[this.head]!;
+      this.waiting[this.head++] = undefined as unknown as Delivery;
+      void this.attempt(delivery);
+    }
+    if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
     }
   }
 
-  /** One batch until it is settled; false when shutdown interrupted it. */
-  private async deliver(batch: Batch, signal: AbortSignal): Promise<boolean> {
-    for (;;) {
-      let result: SendResult;
-      this.counters.inFlight.value = 1;
-      this.counters.sentRecords.value += batch.records.length;
-      this.counters.sentBytes.value += batch.bytes;
-      try {
-        result = await this.sink.send(batch, signal);
-      } catch (err) {
-        result = { status: "retry", error: err };
-      } finally {
-        this.counters.inFlight.value = 0;
-      }
-      if (result.status !== "retry") return this.settle(batch, result, signal);
-      if (signal.aborted) return false;
-      this.lastError = describeError(result.error);
-      this.counters.errors(result.error instanceof NagareError ? result.error.code : "UNKNOWN").value++;
-      this.counters.retries.value++;
-      this.counters.retriedRecords.value += batch.records.length;
-      const delay = this.backoff.next();
-      this.log.limited("error", "send-failed", `Sink ${this.sink.name} could not deliver a batch of ${batch.records.length} records from ${batch.source} and will send it again in ${Math.round(delay)} ms: ${describeError(result.error)}.`, { attempt: this.backoff.attempts });
-      await sleep(delay, signal);
-      if (signal.aborted) return false;
-    }
+  private scheduleRetry(): void {
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.abort.signal.aborted || this.inFlight > 0) return;
+      const delivery = this.failed.shift();
+      if (delivery !== undefined) void this.attempt(delivery);
+    }, this.retryDelay);
   }
 
-  private async settle(batch: Batch, result: Exclude<SendResult, { status: "retry" }>, signal: AbortSignal): Promise<boolean> {
+  /** One attempt; the delivery is settled, or joins the failed ones in read order. */
+  private async attempt(delivery: Delivery): Promise<void> {
+    const batch = delivery.batch;
+    this.inFlight++;
+    this.counters.inFlight.value = this.inFlight;
+    delivery.attempts++;
+    this.counters.sentRecords.value += batch.records.length;
+    this.counters.sentBytes.value += batch.bytes;
+    let result: SendResult;
+    try {
+      result = await this.sink.send(delivery);
+    } catch (err) {
+      result = { status: "retry", error: err };
+    }
+    if (result.status === "retry") this.failedAttempt(delivery, result.error);
+    else await this.settle(delivery, result);
+    this.inFlight--;
+    this.counters.inFlight.value = this.inFlight;
+    if (this.inFlight === 0 && this.idleWaiters.length > 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    this.pump();
+  }
+
+  private failedAttempt(delivery: Delivery, error: unknown): void {
+    if (this.abort.signal.aborted) return; // shutdown: the batch stays unacknowledged and is read again
+    const batch = delivery.batch;
+    this.lastError = describeError(error);
+    this.counters.errors(error instanceof NagareError ? error.code : "UNKNOWN").value++;
+    this.counters.retries.value++;
+    this.counters.retriedRecords.value += batch.records.length;
+    let at = this.failed.length;
+    while (at > 0 && this.failed[at - 1]!.order > delivery.order) at--;
+    this.failed.splice(at, 0, delivery);
+    // One backoff step per failed attempt of the oldest failed batch: batches that failed together (a
+    // destination that went down with several in flight) wait one delay, not one each.
+    if (at === 0) this.retryDelay = this.backoff.next();
+    this.log.limited("error", "send-failed", `Sink ${this.sink.name} could not deliver a batch of ${batch.records.length} records from ${batch.source} and will send it again in ${Math.round(this.retryDelay)} ms: ${describeError(error)}.`, { attempt: this.backoff.attempts });
+  }
+
+  private async settle(delivery: Delivery, result: Settled): Promise<void> {
+    const batch = delivery.batch;
     const letters: DeadLetter[] =
       result.status === "rejected" ? batch.records.map((record) => ({ record, reason: result.reason })) : (result.rejected ?? []);
-    if (letters.length > 0 && !(await this.writeDeadLetters(letters, signal))) return false;
-    if (this.backoff.attempts > 0) {
+    if (letters.length > 0 && !(await this.writeDeadLetters(letters))) return;
+    if (this.backoff.attempts > 0 && this.failed.length === 0) {
       this.log.info(`Sink ${this.sink.name} delivers again after ${this.backoff.attempts} failed attempts.`);
       this.backoff.reset();
     }
+    this.counters.queued.value--;
+    if (delivery.charged > 0) this.options.memory?.release(delivery.charged);
     this.counters.ackedRecords.value += batch.records.length - letters.length;
     this.counters.ackedBytes.value += batch.bytes;
     this.counters.latency.observe((performance.now() - batch.sealedAt) / 1000);
     this.lastProgressAt = performance.now();
     this.lastError = undefined;
     batch.ack.settle(this.sink.name, result.status);
-    return true;
   }
 
-  /** Dead letters must be on disk before the batch counts as done; retried like a delivery. */
-  private async writeDeadLetters(letters: DeadLetter[], signal: AbortSignal): Promise<boolean> {
+  /** Dead letters must be on disk before the batch counts as done; retried until they are, or until shutdown. */
+  private async writeDeadLetters(letters: DeadLetter[]): Promise<boolean> {
+    const retry = new Backoff(100, 30_000);
     for (;;) {
       try {
         await this.deadLetters.write(this.sink.name, letters);
@@ -156,8 +205,8 @@ export class SinkDriver {
         return true;
       } catch (err) {
         this.log.limited("error", "dead-letter-failed", `Sink ${this.sink.name} cannot write its dead-letter file; the batch stays unacknowledged: ${describeError(err)}.`);
-        await sleep(this.backoff.next(), signal);
-        if (signal.aborted) return false;
+        await sleep(retry.next(), this.abort.signal);
+        if (this.abort.signal.aborted) return false;
       }
     }
   }

@@ -23,8 +23,7 @@
  *   clear <api>                                   drop the remaining cluster-wide errors for <api>
  *   rtt <broker_id|-1> <ms>                       delay every response of the broker by <ms>
  *   leader <topic> <partition> <broker_id|-1>     move partition leadership (-1: leader-less; Metadata then
- *                                                 says leader -1 without an error, which leaves kafkajs
- *                                                 stuck on "Broker -1 not found" until its metadata ages)
+ *                                                 says leader -1 without an error)
  *   topic-error <topic> <ERR>                     error reported for the topic in Metadata responses
  *                                                 (NO_ERROR to clear)
  *   quit                                          destroy the cluster, answer OK, exit 0

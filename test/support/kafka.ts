@@ -17,8 +17,9 @@
  *    leadership does NOT move, Metadata keeps naming the down broker as leader.
  *  - A produce the mock received is appended at once; only the response is delayed (rtt) or lost (down), so a
  *    send that failed with a timeout or "Closed connection" may have been written.
- *  - Metadata reports ControllerId 0 while broker ids are 1..N: kafkajs's idempotent producer and its admin
- *    createTopics (both go to the controller) fail with KafkaJSBrokerNotFound "Broker 0 not found".
+ *  - Metadata reports ControllerId 0 while broker ids are 1..N, and Metadata goes only up to v2 (Kafka 4 starts
+ *    at v4): a client must negotiate versions. InitProducerId gives a producer id, but Produce checks no
+ *    sequence numbers (duplicates and gaps are written): idempotence is proven on the real cluster only.
  */
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -33,7 +34,7 @@ const COMMAND_TIMEOUT_MS = 10_000;
 const START_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 5_000;
 
-type Proc = Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+export type Proc = Subprocess<"pipe" | "ignore", "pipe", "pipe">;
 
 // ---------------------------------------------------------------------------------------------------------
 // Process plumbing
@@ -41,7 +42,7 @@ type Proc = Subprocess<"pipe" | "ignore", "pipe", "pipe">;
 /** Every child started here, killed on process exit as a last resort (the mock also exits on stdin EOF). */
 const live = new Set<Proc>();
 let exitHookInstalled = false;
-function track(proc: Proc): void {
+export function track(proc: Proc): void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on("exit", () => {
@@ -67,7 +68,7 @@ function timeout(ms: number): { promise: Promise<"timeout">; cancel: () => void 
 }
 
 /** Waits for the exit within `ms`; otherwise SIGKILL and reap. Returns the exit code (null if killed here). */
-async function reap(proc: Proc, ms: number): Promise<number | null> {
+export async function reap(proc: Proc, ms: number): Promise<number | null> {
   const t = timeout(ms);
   const r = await Promise.race([proc.exited, t.promise]);
   t.cancel();

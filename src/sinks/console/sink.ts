@@ -1,26 +1,29 @@
 /** Prints records as JSON lines on stdout or stderr; a write that returned counts as delivered. */
-import { BatchWriter } from "../../core/batch-writer.ts";
+import { writeBatch, type PendingWrite } from "../../core/batch-writer.ts";
 import type { Batch } from "../../core/batch.ts";
 import type { SendResult, Sink } from "../../core/component.ts";
+import type { Delivery } from "../../core/delivery.ts";
 import { NagareError } from "../../core/errors.ts";
-import { encodeJsonLines } from "../../core/json.ts";
+import { encodeJsonLines, JsonWriter } from "../../core/json.ts";
 import type { ConsoleSinkConfig } from "./config.ts";
 
-export class ConsoleSink implements Sink {
+export class ConsoleSink implements Sink<PendingWrite> {
   readonly type = "console";
-  private readonly writer = new BatchWriter();
+  /** One batch at a time: lines of the next batch must not interleave with a batch being written. */
+  readonly maxInFlight = 1;
   private readonly fd: number;
-  private readonly encode: (batch: Batch) => string;
+  private readonly encode: (batch: Batch) => Buffer;
 
   constructor(readonly name: string, config: ConsoleSinkConfig) {
     this.fd = config.stream === "stderr" ? 2 : 1;
     const idField = config.id_field;
-    this.encode = (batch) => encodeJsonLines(batch.records, idField);
+    const writer = new JsonWriter();
+    this.encode = (batch) => encodeJsonLines(batch.records, idField, writer);
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(delivery: Delivery<PendingWrite>): Promise<SendResult> {
     try {
-      await this.writer.write(this.fd, batch, this.encode);
+      await writeBatch(this.fd, delivery, this.encode);
       return { status: "delivered" };
     } catch (err) {
       return { status: "retry", error: new NagareError("SINK_UNAVAILABLE", `cannot write to ${this.fd === 1 ? "stdout" : "stderr"}`, { cause: err, retryable: true }) };

@@ -5,19 +5,21 @@
  * before appending: its record was not acknowledged, so it is written again whole.
  */
 import { open, stat, type FileHandle } from "node:fs/promises";
-import { BatchWriter } from "../../core/batch-writer.ts";
+import { writeBatch, type PendingWrite } from "../../core/batch-writer.ts";
 import type { Batch } from "../../core/batch.ts";
 import type { SendResult, Sink } from "../../core/component.ts";
+import type { Delivery } from "../../core/delivery.ts";
 import { NagareError } from "../../core/errors.ts";
-import { encodeJsonLines } from "../../core/json.ts";
+import { encodeJsonLines, JsonWriter } from "../../core/json.ts";
 import type { FileSinkConfig } from "./config.ts";
 import type { Logger } from "../../observe/log.ts";
 
-export class FileSink implements Sink {
+export class FileSink implements Sink<PendingWrite> {
   readonly type = "file";
-  private readonly writer = new BatchWriter();
+  /** One batch at a time: lines of the next batch must not interleave with a batch being written. */
+  readonly maxInFlight = 1;
   private file: FileHandle | undefined;
-  private readonly encode: (batch: Batch) => string;
+  private readonly encode: (batch: Batch) => Buffer;
 
   constructor(
     readonly name: string,
@@ -25,13 +27,14 @@ export class FileSink implements Sink {
     private readonly log: Logger,
   ) {
     const idField = config.id_field;
-    this.encode = (batch) => encodeJsonLines(batch.records, idField);
+    const writer = new JsonWriter();
+    this.encode = (batch) => encodeJsonLines(batch.records, idField, writer);
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(delivery: Delivery<PendingWrite>): Promise<SendResult> {
     try {
       this.file ??= await this.open();
-      await this.writer.write(this.file.fd, batch, this.encode);
+      await writeBatch(this.file.fd, delivery, this.encode);
       if (this.config.fsync) await this.file.sync();
       return { status: "delivered" };
     } catch (err) {

@@ -20,7 +20,7 @@ export const forwardSinkConfig = z
     ack_timeout: duration("No ack within this long: the connection is closed and the same chunk is sent again.", "30s"),
     connect_timeout: duration("How long connecting (TCP, TLS and the handshake) may take.", "10s"),
     compress: z.enum(["none", "gzip"]).default("none").describe("gzip sends CompressedPackedForward."),
-    max_in_flight: z.number().int().min(1).max(64).default(4).describe("Chunks sent on one connection before their acks arrive."),
+    max_in_flight: z.number().int().min(1).max(256).default(48).describe("Batches in flight at once: their chunks are sent before earlier acks arrive, so a distant or slow-acking server costs latency, not throughput. Also the most chunks awaiting acks on one connection."),
     shared_key: z.string().min(1).optional().describe("Shared key of the server's <security> section: enables the handshake. Use ${VAR}."),
     self_hostname: z.string().min(1).optional().describe("Our name in the handshake (default: this host's name)."),
     username: z.string().min(1).optional().describe("User for the server's user authentication."),

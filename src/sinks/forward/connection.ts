@@ -96,13 +96,16 @@ export class ForwardConnection {
     return this.failure !== undefined;
   }
 
-  /** Writes a chunk; resolves when the server acknowledged it (or, without require_ack, once it is written). */
-  async send(message: ChunkMessage): Promise<void> {
+  /**
+   * Writes a chunk; resolves when the server acknowledged it (or, without require_ack, once it is written).
+   * An aborted `signal` (shutdown) stops the wait; the chunk then counts as not acknowledged.
+   */
+  async send(message: ChunkMessage, signal: AbortSignal): Promise<void> {
     while (this.pending.size >= this.config.max_in_flight && !this.closed) await new Promise<void>((resolve) => this.slots.push(resolve));
     if (this.failure) throw this.failure;
     const acked = this.config.require_ack ? this.awaitAck(message.chunk) : undefined;
     await this.write(message.bytes);
-    await acked;
+    if (acked !== undefined) await untilAborted(acked, signal);
   }
 
   close(): void {
@@ -204,4 +207,23 @@ export class ForwardConnection {
 function openSocket(server: ForwardServerConfig, config: ForwardSinkConfig): Socket {
   if (config.tls === undefined) return connectTcp({ host: server.host, port: server.port, noDelay: true, keepAlive: true });
   return connectTls({ host: server.host, port: server.port, ...tlsClientOptions(config.tls, server.host) });
+}
+
+/** The promise, or a rejection as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new NagareError("CANCELLED", "the agent is stopping", { retryable: true }));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new NagareError("CANCELLED", "the agent is stopping", { retryable: true }));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }

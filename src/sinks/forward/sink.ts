@@ -8,6 +8,7 @@
 import type { Batch } from "../../core/batch.ts";
 import { Backoff } from "../../core/backoff.ts";
 import type { RejectedRecord, SendResult, Sink } from "../../core/component.ts";
+import type { Delivery } from "../../core/delivery.ts";
 import { describeError, NagareError } from "../../core/errors.ts";
 import type { LogRecord } from "../../core/record.ts";
 import { compileTemplate, type Template } from "../../core/template.ts";
@@ -33,17 +34,17 @@ interface PendingChunk {
   acked: boolean;
 }
 
-interface PendingBatch {
-  batch: Batch;
+/** A delivery's chunks, made once, and which of them the server acknowledged. */
+interface PreparedBatch {
   chunks: PendingChunk[];
   rejected: RejectedRecord[];
 }
 
-export class ForwardSink implements Sink {
+export class ForwardSink implements Sink<PreparedBatch> {
   readonly type = "forward";
+  readonly maxInFlight: number;
   private readonly tag: Template;
   private readonly servers: ServerState[];
-  private pending: PendingBatch | undefined;
   private readonly probe: ReturnType<typeof setInterval>;
 
   constructor(
@@ -55,6 +56,7 @@ export class ForwardSink implements Sink {
     const tag = compileTemplate(config.tag);
     if (typeof tag === "string") throw new NagareError("CONFIG_INVALID", tag);
     this.tag = tag;
+    this.maxInFlight = config.max_in_flight;
     this.servers = config.servers.map((s) => {
       const name = `${s.host}:${s.port}`;
       const upGauge = metrics.gauge("nagare_forward_server_up", "1 while the forward server is reachable, 0 while it is marked down.", { sink: this.name, server: name });
@@ -66,24 +68,26 @@ export class ForwardSink implements Sink {
     this.probe.unref?.();
   }
 
-  async send(batch: Batch): Promise<SendResult> {
-    if (this.pending?.batch !== batch) this.pending = this.prepare(batch);
-    const pending = this.pending;
-    for (const chunk of pending.chunks) {
+  async send(delivery: Delivery<PreparedBatch>): Promise<SendResult> {
+    if (delivery.state === undefined) {
+      delivery.state = this.prepare(delivery.batch);
+      delivery.charge(delivery.state.chunks.reduce((n, c) => n + c.message.bytes.length, 0));
+    }
+    const prepared = delivery.state;
+    for (const chunk of prepared.chunks) {
       if (chunk.acked) continue;
       let server: ServerState | undefined;
       try {
-        server = await this.pickServer();
+        server = this.pickServer();
         const connection = await this.connectionOf(server);
-        await connection.send(chunk.message);
+        await connection.send(chunk.message, delivery.signal);
         chunk.acked = true;
       } catch (err) {
-        if (server !== undefined) this.markDown(server, err);
+        if (server !== undefined && !delivery.signal.aborted) this.markDown(server, err);
         return { status: "retry", error: err instanceof NagareError ? err : new NagareError("SINK_UNAVAILABLE", describeError(err), { cause: err, retryable: true }) };
       }
     }
-    this.pending = undefined;
-    return { status: "delivered", rejected: pending.rejected };
+    return { status: "delivered", rejected: prepared.rejected };
   }
 
   async close(): Promise<void> {
@@ -92,7 +96,7 @@ export class ForwardSink implements Sink {
   }
 
   /** One chunk per tag, in the order tags first appear; the chunk ids are made here, once. */
-  private prepare(batch: Batch): PendingBatch {
+  private prepare(batch: Batch): PreparedBatch {
     const groups = new Map<string, LogRecord[]>();
     const rejected: RejectedRecord[] = [];
     for (const record of batch.records) {
@@ -109,11 +113,11 @@ export class ForwardSink implements Sink {
       message: encodePackedForward(tag, encodeEntries(records, this.config.id_field), records.length, newChunkId(), this.config.compress === "gzip"),
       acked: false,
     }));
-    return { batch, chunks, rejected };
+    return { chunks, rejected };
   }
 
   /** A healthy active server by weight; a standby only while no active one is up; else the one due for a retry. */
-  private async pickServer(): Promise<ServerState> {
+  private pickServer(): ServerState {
     const active = this.servers.filter((s) => s.up && !s.config.standby);
     const candidates = active.length > 0 ? active : this.servers.filter((s) => s.up);
     if (candidates.length > 0) return weighted(candidates);

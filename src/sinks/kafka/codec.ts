@@ -1,5 +1,6 @@
 /**
- * Pure mapping of records to Kafka messages, and the partitioner.
+ * Pure mapping of records to Kafka messages, and the partitioner. The record batch that carries them is
+ * encoded in record-batch.ts.
  *
  *   message   = key? value headers timestamp
  *   key       = the rendered `key` template (UTF-8), or none
@@ -11,35 +12,33 @@
  *               one partition, in order.
  */
 import { encode as encodeMsgpack } from "@msgpack/msgpack";
-import { encodeFieldsJson } from "../../core/json.ts";
+import { JsonWriter } from "../../core/json.ts";
 import type { Fields, LogRecord } from "../../core/record.ts";
 
 export const ID_HEADER = "nagare-id";
 
-export interface OutgoingMessage {
-  key: Buffer | null;
-  value: Buffer;
-  headers: Record<string, string>;
-  /** Milliseconds since the epoch, as the decimal string kafkajs expects. */
-  timestamp: string;
-}
-
 export type ValueEncoding = "json" | "msgpack";
 
-export function encodeValue(record: LogRecord, encoding: ValueEncoding, idField: string | undefined): Buffer {
-  if (encoding === "json") return Buffer.from(encodeFieldsJson(record, idField));
+const json = new JsonWriter();
+
+/** The message value: JSON (a view of a scratch buffer, valid until the next call) or msgpack bytes. */
+export function encodeValue(record: LogRecord, encoding: ValueEncoding, idField: string | undefined): Uint8Array {
+  if (encoding === "json") {
+    json.reset();
+    json.record(record, idField);
+    return json.view();
+  }
   const fields: Fields = idField === undefined ? record.fields : { ...record.fields, [idField]: record.id };
-  const packed = encodeMsgpack(fields);
-  return Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
+  return encodeMsgpack(fields);
 }
 
-export function toMessage(record: LogRecord, key: string | undefined, value: Buffer): OutgoingMessage {
-  return {
-    key: key === undefined ? null : Buffer.from(key),
-    value,
-    headers: { [ID_HEADER]: record.id },
-    timestamp: String(record.timeSec * 1000 + Math.floor(record.timeNsec / 1e6)),
-  };
+export function timestampMs(record: LogRecord): number {
+  return record.timeSec * 1000 + Math.floor(record.timeNsec / 1e6);
+}
+
+/** Kafka's rule for topic names: 1-249 of [A-Za-z0-9._-], and not "." or "..". */
+export function legalTopic(topic: string): boolean {
+  return topic.length > 0 && topic.length <= 249 && topic !== "." && topic !== ".." && /^[A-Za-z0-9._-]+$/.test(topic);
 }
 
 /** Kafka's murmur2 (32-bit, seed 0x9747b28c), as in the Java client's Utils.murmur2. */

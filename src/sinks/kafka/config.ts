@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { duration, idField, inputs, size, template, tlsConfig } from "../../config/types.ts";
+import { COMPRESSIONS } from "./compression.ts";
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, "expected host:port");
 
@@ -19,11 +20,18 @@ export const kafkaSinkConfig = z
       })
       .describe("all: every in-sync replica has the record (default). leader: only the partition leader."),
     encoding: z.enum(["json", "msgpack"]).default("json").describe("Message value encoding of the record's fields."),
-    compression: z.enum(["none", "gzip"]).default("none").describe("Compression of produce requests (gzip is built in; snappy/lz4/zstd need codecs not bundled)."),
+    compression: z.enum(COMPRESSIONS).default("none").describe("Compression of each record batch: none, gzip, snappy, lz4 or zstd."),
+    idempotent: z
+      .boolean()
+      .optional()
+      .describe("Idempotent producer: a retried batch is written at most once and never out of order while the agent runs. Default: on with acks: all (which it needs), off with acks: leader. Brokers that give no producer id get a WARN and delivery without it."),
     request_timeout: duration("How long the brokers may take to acknowledge a produce request.", "30s"),
-    connect_timeout: duration("How long connecting to a broker may take.", "10s"),
-    max_in_flight: z.number().int().min(1).max(5).default(1).describe("Produce requests in flight per broker connection; one partition never has two."),
-    max_message_bytes: size("A record whose encoded message is larger is dead-lettered without being sent (brokers refuse it anyway).", "1MB"),
+    connect_timeout: duration("How long connecting to a broker (TCP, TLS, SASL) may take.", "10s"),
+    max_in_flight: z.number().int().min(1).max(64).default(8).describe("Batches sent before earlier ones are acknowledged, so a distant cluster costs latency, not throughput."),
+    max_in_flight_per_partition: z.number().int().min(1).max(5).default(5).describe("Produce requests in flight per partition (a broker deduplicates the last 5 of a producer)."),
+    allow_auto_create_topics: z.boolean().default(false).describe("Ask the brokers to create a topic that does not exist (their auto.create.topics.enable must allow it too)."),
+    metadata_max_age: duration("How long a topic's partitions and leaders are used before they are asked again (errors that mean they changed refresh them at once).", "5m"),
+    max_message_bytes: size("The largest record batch sent (before compression); a record whose message alone is larger is dead-lettered without being sent. Keep it at or below the topic's max.message.bytes.", "1MB"),
     tls: tlsConfig.optional(),
     sasl: z
       .strictObject({
@@ -34,6 +42,11 @@ export const kafkaSinkConfig = z
       .optional()
       .describe("SASL authentication."),
     id_field: idField,
+  })
+  .check((ctx) => {
+    if (ctx.value.idempotent === true && ctx.value.acks !== "all") {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["idempotent"], message: "idempotence needs acks: all; set idempotent: false to use acks: leader" });
+    }
   })
   .describe("Produces records to Kafka; a batch is acknowledged only when the brokers acknowledged all of its messages.");
 

@@ -1,60 +1,89 @@
 /**
- * The one table that decides what a Kafka failure means for a batch:
- *   retry   — transient (broker down, leader moved, timeouts, replicas short, throttling): send the same
- *             messages again after backoff, for as long as it takes;
- *   record  — this message can never be accepted (too large, invalid): dead-letter it, deliver the rest;
- *   config  — the setup is wrong (unknown topic, authorization, SASL): keep retrying so nothing is lost, and
- *             say in the log what to fix. Backpressure holds the readers meanwhile.
+ * The one table that decides what a Kafka failure means for the records it concerns:
+ *   retry     — transient (broker down, leader moved, timeouts, replicas short, throttling): the same record
+ *               batch is sent again, with the same sequence numbers, for as long as it takes;
+ *   record    — the broker never wrote the batch and never will as it is (too large, invalid): its records are
+ *               sent one at a time and each one refused is dead-lettered; the rest are delivered;
+ *   topic     — the topic can never exist (an illegal name): its records are dead-lettered;
+ *   sequence  — the broker lost or does not know this producer's state: a new producer id is fetched and every
+ *               batch not yet acknowledged is sequenced again (duplicates stay within what was in flight);
+ *   duplicate — the broker already has this batch (an earlier attempt was written): it counts as delivered;
+ *   config    — the setup is wrong (authentication, authorization, TLS, a missing topic): retried so nothing
+ *               is lost, while the log says what to fix; backpressure holds the readers meanwhile.
  * Anything not in the table is retried: an unknown error must never drop records.
  */
+import { KAFKA_ERROR_NAMES } from "./error-codes.ts";
 
-export type FailureClass = "retry" | "record" | "config";
+export type FailureKind = "retry" | "record" | "topic" | "sequence" | "duplicate" | "config";
 
 export interface Classified {
-  kind: FailureClass;
-  /** The Kafka error name (or the client's error name), for logs and metrics. */
+  kind: FailureKind;
+  /** The Kafka error name, or the transport's failure, for logs and metrics. */
   name: string;
   /** What the operator should do, for config-level failures. */
   fix?: string;
 }
 
-const RECORD_LEVEL = new Set(["MESSAGE_TOO_LARGE", "INVALID_RECORD", "CORRUPT_MESSAGE", "INVALID_TIMESTAMP", "INVALID_TOPIC_EXCEPTION", "RECORD_LIST_TOO_LARGE"]);
-
-const CONFIG_LEVEL: Record<string, string> = {
-  UNKNOWN_TOPIC_OR_PARTITION: "create the topic, or enable auto.create.topics.enable on the brokers",
-  TOPIC_AUTHORIZATION_FAILED: "grant the agent's principal WRITE (and DESCRIBE) on the topic",
-  CLUSTER_AUTHORIZATION_FAILED: "grant the agent's principal IDEMPOTENT_WRITE / cluster access",
-  TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "grant the agent's principal access to its transactional id",
-  SASL_AUTHENTICATION_FAILED: "check sasl.username, sasl.password and sasl.mechanism",
-  UNSUPPORTED_SASL_MECHANISM: "choose a sasl.mechanism the brokers enable",
-  ILLEGAL_SASL_STATE: "check the brokers' SASL listener configuration",
-  INVALID_REQUIRED_ACKS: "use acks: all or leader",
-  UNSUPPORTED_VERSION: "the brokers are too old for this client (Kafka 0.11 or newer is needed)",
-  KafkaJSSASLAuthenticationError: "check sasl.username, sasl.password and sasl.mechanism",
+const KIND_BY_NAME: Record<string, FailureKind> = {
+  MESSAGE_TOO_LARGE: "record",
+  RECORD_LIST_TOO_LARGE: "record",
+  INVALID_RECORD: "record",
+  CORRUPT_MESSAGE: "record",
+  INVALID_TIMESTAMP: "record",
+  INVALID_TOPIC_EXCEPTION: "topic",
+  OUT_OF_ORDER_SEQUENCE_NUMBER: "sequence",
+  UNKNOWN_PRODUCER_ID: "sequence",
+  INVALID_PRODUCER_EPOCH: "sequence",
+  PRODUCER_FENCED: "sequence",
+  DUPLICATE_SEQUENCE_NUMBER: "duplicate",
 };
 
-/** Classifies an error thrown by the Kafka client (kafkajs errors carry `type` for protocol errors). */
-export function classifyKafkaError(err: unknown): Classified {
-  const e = unwrap(err) as { type?: string; name?: string; code?: string };
-  const name = e?.type ?? e?.name ?? "UNKNOWN";
-  if (RECORD_LEVEL.has(name)) return { kind: "record", name };
-  const fix = CONFIG_LEVEL[name];
+const FIX_BY_NAME: Record<string, string> = {
+  UNKNOWN_TOPIC_OR_PARTITION: "create the topic (topic auto-creation is off unless the sink sets allow_auto_create_topics: true)",
+  TOPIC_AUTHORIZATION_FAILED: "grant the agent's principal WRITE (and DESCRIBE) on the topic",
+  CLUSTER_AUTHORIZATION_FAILED: "grant the agent's principal IDEMPOTENT_WRITE on the cluster, or set idempotent: false",
+  SASL_AUTHENTICATION_FAILED: "check sasl.username, sasl.password and sasl.mechanism against the users the brokers know",
+  UNSUPPORTED_SASL_MECHANISM: "choose a sasl.mechanism the brokers enable (sasl.enabled.mechanisms)",
+  ILLEGAL_SASL_STATE: "check that the brokers' listener at this address expects SASL",
+  INVALID_REQUIRED_ACKS: "use acks: all or leader",
+  UNSUPPORTED_VERSION: "the brokers are too old for this client (Kafka 2.1 or newer is needed)",
+  UNSUPPORTED_COMPRESSION_TYPE: "choose a compression the brokers support (zstd needs Kafka 2.1 or newer)",
+  TLS_REQUIRED: "the brokers' listener at this address speaks TLS: configure tls, or use their plaintext listener",
+  TLS_FAILED: "check tls.ca (the CA that signed the brokers' certificates), tls.cert, tls.key and tls.servername",
+  NO_COMMON_VERSION: "the brokers are too old for this client (Kafka 2.1 or newer is needed)",
+};
+
+/** The name of a Kafka protocol error code. */
+export function kafkaErrorName(code: number): string {
+  return KAFKA_ERROR_NAMES[code] ?? `KAFKA_ERROR_${code}`;
+}
+
+/** Classifies a Kafka error by its name (a protocol error name, or one of the transport names below). */
+export function classifyKafkaName(name: string): Classified {
+  const kind = KIND_BY_NAME[name];
+  if (kind !== undefined) return { kind, name };
+  const fix = FIX_BY_NAME[name];
   if (fix !== undefined) return { kind: "config", name, fix };
-  if (/certificate|self[- ]signed|SSL|TLS/i.test(String((e as { message?: string })?.message ?? ""))) {
-    return { kind: "config", name, fix: "check tls.ca, tls.cert, tls.key and tls.servername against the brokers' certificates" };
-  }
   return { kind: "retry", name };
 }
 
+/** Classifies a protocol error code from a response. */
+export function classifyKafkaCode(code: number): Classified {
+  return classifyKafkaName(kafkaErrorName(code));
+}
+
 /**
- * kafkajs wraps the error that happened in KafkaJSNumberOfRetriesExceeded or KafkaJSNonRetriableError, with
- * the original in `.cause` (the table is keyed by the original). Protocol errors it does not retry itself
- * (MESSAGE_TOO_LARGE, authorization) arrive unwrapped.
+ * Names what a transport failure (connecting, TLS, SASL, a timeout, a closed connection) means. The
+ * transport reports these as errors with a code (PLT_KFK_*) and the socket's error as the cause.
  */
-function unwrap(err: unknown): unknown {
-  let current = err as { type?: string; cause?: unknown } | undefined;
-  for (let depth = 0; depth < 5 && current && current.type === undefined && current.cause; depth++) {
-    current = current.cause as typeof current;
-  }
-  return current;
+export function transportFailureName(err: unknown): string {
+  const chain: { code?: string; message?: string }[] = [];
+  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 6; e = e.cause as typeof e, depth++) chain.push(e);
+  const text = chain.map((e) => `${e.code ?? ""} ${e.message ?? ""}`).join(" | ");
+  if (chain.some((e) => e.code === "PLT_KFK_AUTHENTICATION") || /SASL authentication failed/i.test(text)) return "SASL_AUTHENTICATION_FAILED";
+  if (/Broker requires TLS/i.test(text)) return "TLS_REQUIRED";
+  if (/certificate|self[- ]signed|SSL|TLS|altnames|handshake/i.test(text)) return "TLS_FAILED";
+  if (/timed out/i.test(text)) return "REQUEST_TIMED_OUT";
+  if (/ECONNREFUSED/.test(text)) return "CONNECTION_REFUSED";
+  return "NETWORK_EXCEPTION";
 }

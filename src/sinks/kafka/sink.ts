@@ -1,164 +1,249 @@
 /**
- * Kafka sink: a batch is split into one produce request per (topic, partition), sent together. A batch is
- * delivered only when every request was acknowledged (acks=all by default). On a retry only the requests that
- * failed are sent again — never the whole batch blindly — and a partition's messages keep their read order.
- * A message the brokers can never accept is isolated and dead-lettered; the rest of the batch is delivered.
+ * Kafka sink: a batch becomes one record batch per (topic, partition) — more when it exceeds
+ * max_message_bytes — encoded once, on the first attempt, and handed to the producer in read order. The
+ * delivery is acknowledged when every one of them was. A retry resends only the record batches that were not
+ * acknowledged, byte for byte. Records Kafka can never take are dead-lettered and the rest delivered: a record
+ * over max_message_bytes and a topic that is not a legal name before sending; a batch the broker refuses for a
+ * record-level reason is split in halves until the refused records stand alone.
  */
-import type { Batch } from "../../core/batch.ts";
 import type { RejectedRecord, SendResult, Sink } from "../../core/component.ts";
+import type { Delivery } from "../../core/delivery.ts";
 import { NagareError } from "../../core/errors.ts";
 import type { LogRecord } from "../../core/record.ts";
 import { compileTemplate, type Template } from "../../core/template.ts";
 import type { Logger } from "../../observe/log.ts";
 import type { Metrics } from "../../observe/metrics.ts";
-import { KafkaJsClient, type ProduceClient } from "./client.ts";
-import { encodeValue, partitionFor, toMessage, type OutgoingMessage } from "./codec.ts";
+import { KafkaFailure, type ProduceClient } from "./client.ts";
+import { encodeValue, ID_HEADER, legalTopic, partitionFor, timestampMs } from "./codec.ts";
 import type { KafkaSinkConfig } from "./config.ts";
-import { classifyKafkaError, type Classified } from "./errors.ts";
+import { IdempotentProducer, PartitionBatch } from "./producer.ts";
+import { RecordBatchBuilder } from "./record-batch.ts";
 
-interface PartitionRequest {
-  topic: string;
-  partition: number;
-  records: LogRecord[];
-  messages: OutgoingMessage[];
-  /** Messages already acknowledged (a record-level failure sends the rest one by one). */
-  sent: number;
-}
-
-interface PendingBatch {
-  batch: Batch;
-  requests: PartitionRequest[];
+/** What a delivery keeps between attempts. */
+interface PreparedBatch {
+  batches: PartitionBatch[];
   rejected: RejectedRecord[];
 }
 
-export class KafkaSink implements Sink {
+export class KafkaSink implements Sink<PreparedBatch> {
   readonly type = "kafka";
-  private pending: PendingBatch | undefined;
+  readonly maxInFlight: number;
+  private readonly producer: IdempotentProducer;
   private readonly topic: Template;
   private readonly key: Template | undefined;
+  private readonly builder = new RecordBatchBuilder();
+  private readonly legal = new Map<string, boolean>();
+  /** The submission step (encode, hand over) of each delivery runs after the previous one's, in read order. */
+  private turn: Promise<unknown> = Promise.resolve();
   private readonly errors;
 
   constructor(
     readonly name: string,
     private readonly config: KafkaSinkConfig,
+    private readonly client: ProduceClient,
     log: Logger,
     metrics: Metrics,
-    private readonly client: ProduceClient = new KafkaJsClient(config, log),
   ) {
     this.topic = compiled(config.topic);
     this.key = config.key === undefined ? undefined : compiled(config.key);
+    this.maxInFlight = config.max_in_flight;
+    this.producer = new IdempotentProducer(client, config.max_in_flight_per_partition, config.idempotent ?? config.acks === "all", log, name);
     this.errors = (error: string) => metrics.counter("nagare_kafka_errors_total", "Failed Kafka requests by Kafka error name.", { sink: name, error });
   }
 
-  async send(batch: Batch): Promise<SendResult> {
-    if (this.pending?.batch !== batch) {
-      try {
-        this.pending = await this.prepare(batch);
-      } catch (err) {
-        return { status: "retry", error: this.failure(err, classifyKafkaError(err), "fetching topic metadata") };
-      }
+  async send(delivery: Delivery<PreparedBatch>): Promise<SendResult> {
+    const submitted = this.turn.then(() => this.submit(delivery));
+    this.turn = submitted.catch(() => undefined);
+    let failure: KafkaFailure | undefined;
+    try {
+      for (const outcome of await Promise.all(await submitted)) if (outcome !== undefined) failure = worse(failure, outcome);
+    } catch (err) {
+      failure = KafkaFailure.from(err, "preparing a batch");
     }
-    const pending = this.pending;
-    const open = pending.requests.filter((r) => r.sent < r.messages.length);
-    const failures = await Promise.all(open.map((request) => this.sendRequest(request, pending)));
-    const failure = failures.find((f) => f !== undefined);
-    if (failure !== undefined) return { status: "retry", error: failure };
-    this.pending = undefined;
-    return { status: "delivered", rejected: pending.rejected };
+    if (failure !== undefined) {
+      this.errors(failure.classified.name).value++;
+      const fix = failure.classified.fix === undefined ? "" : `; to fix: ${failure.classified.fix}`;
+      return { status: "retry", error: new NagareError("SINK_UNAVAILABLE", `Kafka: ${failure.message}${fix}`, { retryable: true }) };
+    }
+    return { status: "delivered", rejected: delivery.state!.rejected };
   }
 
   async close(): Promise<void> {
     await this.client.close();
   }
 
-  /** Renders, encodes and groups the batch once; a retry reuses the same messages. */
-  private async prepare(batch: Batch): Promise<PendingBatch> {
-    const rejected: RejectedRecord[] = [];
-    const topics = new Map<string, number>();
-    const topicOf: string[] = new Array(batch.records.length);
-    for (let i = 0; i < batch.records.length; i++) {
-      const topic = this.topic.render(batch.records[i]!);
-      topicOf[i] = topic;
-      if (topic !== "" && !topics.has(topic)) topics.set(topic, 0);
+  /** Encodes (first attempt) or refreshes leaders (retries), then hands each open record batch over. */
+  private async submit(delivery: Delivery<PreparedBatch>): Promise<Promise<KafkaFailure | undefined>[]> {
+    await this.producer.ready(delivery.attempts > 1);
+    if (delivery.state === undefined) {
+      delivery.state = await this.prepare(delivery.batch.records);
+      let bytes = 0;
+      for (const batch of delivery.state.batches) bytes += batch.bytes.length;
+      delivery.charge(bytes);
+    } else await this.refreshLeaders(delivery.state.batches);
+    const prepared = delivery.state;
+    const sends: Promise<KafkaFailure | undefined>[] = [];
+    for (const batch of prepared.batches) {
+      if (batch.done) continue;
+      if (batch.isolate) sends.push(this.isolate(batch, prepared, delivery.signal));
+      else sends.push(this.producer.send(batch, delivery.signal).then((o) => (o.ok ? undefined : this.recordLevel(o.failure, batch, prepared))));
     }
-    for (const topic of topics.keys()) topics.set(topic, await this.client.partitions(topic));
-    const requests = new Map<string, PartitionRequest>();
+    return sends;
+  }
+
+  /** Topic-level refusals dead-letter the batch's records; everything else is retried. */
+  private recordLevel(failure: KafkaFailure, batch: PartitionBatch, prepared: PreparedBatch): KafkaFailure | undefined {
+    if (failure.classified.kind !== "topic") return failure;
+    for (const record of batch.records) prepared.rejected.push({ record, reason: `Kafka refused the topic ${batch.topic}: ${failure.classified.name}` });
+    batch.done = true;
+    return undefined;
+  }
+
+  private async prepare(records: readonly LogRecord[]): Promise<PreparedBatch> {
+    const rejected: RejectedRecord[] = [];
+    const topicOf = this.renderTopics(records, rejected);
+    const names = [...new Set(topicOf.filter((t): t is string => t !== undefined))];
+    const leaders = names.length === 0 ? new Map() : await this.client.leaders(names);
+    // A partition's records, in read order, keyed by topic and partition.
+    const groups = new Map<string, { topic: string; partition: number; leader: number; records: LogRecord[] }>();
     const streamPartition = new Map<string, number>();
-    for (let i = 0; i < batch.records.length; i++) {
-      const record = batch.records[i]!;
-      const topic = topicOf[i]!;
-      if (topic === "") {
-        rejected.push({ record, reason: `the topic template ${JSON.stringify(this.config.topic)} rendered empty` });
+    for (let i = 0; i < records.length; i++) {
+      const topic = topicOf[i];
+      if (topic === undefined) continue;
+      const record = records[i]!;
+      const state = leaders.get(topic)!;
+      if ("failure" in state) {
+        if (state.failure.kind === "topic") rejected.push({ record, reason: `Kafka refused the topic ${topic}: ${state.failure.name}` });
+        else throw new KafkaFailure(state.failure, `the brokers cannot take records for topic ${topic} (${state.failure.name})`);
         continue;
       }
-      const value = encodeValue(record, this.config.encoding, this.config.id_field);
-      if (value.length > this.config.max_message_bytes) {
-        rejected.push({ record, reason: `the message is ${value.length} bytes, over max_message_bytes (${this.config.max_message_bytes})` });
-        continue;
-      }
-      const count = topics.get(topic)!;
+      const count = state.leaders.length;
       const key = this.key?.render(record);
       let partition: number;
       if (key !== undefined) partition = partitionFor(key, count);
       else {
-        const streamKey = `${topic}\0${record.stream}`;
-        partition = streamPartition.get(streamKey) ?? partitionFor(record.stream, count);
-        streamPartition.set(streamKey, partition);
+        const cacheKey = `${topic}\0${record.stream}`;
+        partition = streamPartition.get(cacheKey) ?? partitionFor(record.stream, count);
+        streamPartition.set(cacheKey, partition);
       }
-      const id = `${topic}\0${partition}`;
-      let request = requests.get(id);
-      if (request === undefined) {
-        request = { topic, partition, records: [], messages: [], sent: 0 };
-        requests.set(id, request);
-      }
-      request.records.push(record);
-      request.messages.push(toMessage(record, key, value));
+      const groupKey = `${topic}\0${partition}`;
+      let group = groups.get(groupKey);
+      if (group === undefined) groups.set(groupKey, (group = { topic, partition, leader: state.leaders[partition]!, records: [] }));
+      group.records.push(record);
     }
-    return { batch, requests: [...requests.values()], rejected };
+    const batches: PartitionBatch[] = [];
+    for (const g of groups.values()) batches.push(...this.encode(g.topic, g.partition, g.leader, g.records, rejected));
+    return { batches, rejected };
   }
 
-  /** One partition's messages; undefined when they are all acknowledged or dead-lettered. */
-  private async sendRequest(request: PartitionRequest, pending: PendingBatch): Promise<NagareError | undefined> {
-    try {
-      await this.client.produce(request.topic, request.partition, request.sent === 0 ? request.messages : request.messages.slice(request.sent));
-      request.sent = request.messages.length;
-      return undefined;
-    } catch (err) {
-      const classified = classifyKafkaError(err);
-      if (classified.kind === "record") return this.isolate(request, pending, classified);
-      if (classified.kind === "config" || /LEADER|UNKNOWN_TOPIC|NOT_COORDINATOR/.test(classified.name)) this.client.invalidate(request.topic);
-      return this.failure(err, classified, `producing to ${request.topic}[${request.partition}]`);
+  /** The topic of each record; undefined (and rejected) where it renders empty or is not a legal name. */
+  private renderTopics(records: readonly LogRecord[], rejected: RejectedRecord[]): (string | undefined)[] {
+    const out: (string | undefined)[] = new Array(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const topic = this.topic.constant ?? this.topic.render(records[i]!);
+      let legal = this.legal.get(topic);
+      if (legal === undefined) {
+        legal = legalTopic(topic);
+        if (this.legal.size >= 10_000) this.legal.clear();
+        this.legal.set(topic, legal);
+      }
+      if (legal) out[i] = topic;
+      else rejected.push({ record: records[i]!, reason: topic === "" ? `the topic template ${JSON.stringify(this.config.topic)} rendered empty` : `the topic ${JSON.stringify(topic)} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)` });
+    }
+    return out;
+  }
+
+  /** One partition's records as record batches of at most max_message_bytes; a record larger alone is rejected. */
+  private encode(topic: string, partition: number, leader: number, records: LogRecord[], rejected: RejectedRecord[]): PartitionBatch[] {
+    const out: PartitionBatch[] = [];
+    const limit = this.config.max_message_bytes;
+    const builder = this.builder;
+    let members: LogRecord[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      const value = encodeValue(record, this.config.encoding, this.config.id_field);
+      const key = this.key?.render(record);
+      const at = timestampMs(record);
+      if (builder.add(at, key, value, ID_HEADER, record.id, limit)) {
+        members.push(record);
+        continue;
+      }
+      if (builder.records > 0) {
+        out.push(new PartitionBatch(topic, partition, leader, members, builder.finish(this.config.compression).bytes));
+        members = [];
+        if (builder.add(at, key, value, ID_HEADER, record.id, limit)) {
+          members.push(record);
+          continue;
+        }
+      }
+      rejected.push({ record, reason: `the message (a value of ${value.length} bytes) is over max_message_bytes (${limit})` });
+    }
+    if (builder.records > 0) out.push(new PartitionBatch(topic, partition, leader, members, builder.finish(this.config.compression).bytes));
+    return out;
+  }
+
+  /** Before a retry: the current leader of every partition still to be sent (a leader may have moved). */
+  private async refreshLeaders(batches: PartitionBatch[]): Promise<void> {
+    const open = batches.filter((b) => !b.done);
+    if (open.length === 0) return;
+    const leaders = await this.client.leaders([...new Set(open.map((b) => b.topic))]);
+    for (const batch of open) {
+      const state = leaders.get(batch.topic);
+      if (state === undefined || "failure" in state) continue; // the produce answers again with the reason
+      batch.leader = state.leaders[batch.partition] ?? -1;
     }
   }
 
   /**
-   * The brokers refused a request for a reason that belongs to a message, not to the request: send the
-   * partition's remaining messages one at a time, in order, and dead-letter each one refused the same way.
+   * A batch refused for a record-level reason (too large for the topic, an invalid record) was not written.
+   * Its records are sent again in halves, in order, each half split again when refused the same way, until a
+   * refused record stands alone: that one is dead-lettered. Runs on a retry, when nothing else is in flight
+   * (the driver sends a failed batch alone, and the partition holds newer batches back meanwhile).
    */
-  private async isolate(request: PartitionRequest, pending: PendingBatch, first: Classified): Promise<NagareError | undefined> {
-    if (request.messages.length - request.sent === 1) {
-      pending.rejected.push({ record: request.records[request.sent]!, reason: `Kafka refused it: ${first.name}` });
-      request.sent++;
-      return undefined;
-    }
-    while (request.sent < request.messages.length) {
-      try {
-        await this.client.produce(request.topic, request.partition, [request.messages[request.sent]!]);
-      } catch (err) {
-        const classified = classifyKafkaError(err);
-        if (classified.kind !== "record") return this.failure(err, classified, `producing to ${request.topic}[${request.partition}]`);
-        pending.rejected.push({ record: request.records[request.sent]!, reason: `Kafka refused it: ${classified.name}` });
+  private async isolate(batch: PartitionBatch, prepared: PreparedBatch, signal: AbortSignal): Promise<KafkaFailure | undefined> {
+    const pieces: LogRecord[][] = (batch.pieces ??= halves(batch.records));
+    while (pieces.length > 0) {
+      const rejected: RejectedRecord[] = [];
+      const [piece, ...more] = this.encode(batch.topic, batch.partition, batch.leader, pieces[0]!, rejected);
+      if (piece !== undefined) piece.retry = true;
+      for (const r of rejected) prepared.rejected.push(r);
+      if (piece === undefined) {
+        pieces.shift();
+        continue;
       }
-      request.sent++;
+      if (more.length > 0) {
+        // Re-encoding never grows a piece; should it, each part becomes a piece of its own.
+        pieces.splice(0, 1, piece.records, ...more.map((p) => p.records));
+        continue;
+      }
+      const outcome = await this.producer.send(piece, signal);
+      if (!outcome.ok) {
+        const kind = outcome.failure.classified.kind;
+        if (kind !== "record" && kind !== "topic") return outcome.failure;
+        if (kind === "topic" || piece.records.length === 1) {
+          for (const record of piece.records) prepared.rejected.push({ record, reason: `Kafka refused it: ${outcome.failure.classified.name}` });
+        } else {
+          pieces.splice(1, 0, ...halves(piece.records));
+        }
+      }
+      pieces.shift();
     }
+    batch.done = true;
+    this.producer.delivered(batch);
     return undefined;
   }
+}
 
-  private failure(err: unknown, classified: Classified, doing: string): NagareError {
-    this.errors(classified.name).value++;
-    const fix = classified.fix === undefined ? "" : `; to fix: ${classified.fix}`;
-    return new NagareError("SINK_UNAVAILABLE", `Kafka failed ${doing} (${classified.name})${fix}`, { cause: err, retryable: true });
-  }
+function halves(records: LogRecord[]): LogRecord[][] {
+  if (records.length <= 1) return [records];
+  const middle = Math.ceil(records.length / 2);
+  return [records.slice(0, middle), records.slice(middle)];
+}
+
+/** The failure to report for a delivery: a real cause rather than "an earlier batch failed". */
+function worse(current: KafkaFailure | undefined, next: KafkaFailure): KafkaFailure {
+  if (current === undefined || current.classified.name === "EARLIER_BATCH_FAILED") return next;
+  return current;
 }
 
 function compiled(text: string): Template {

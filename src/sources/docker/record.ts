@@ -23,7 +23,7 @@ export class ContainerRecord implements LogRecord {
   }
 
   get id(): string {
-    return (this.cachedId ??= Bun.CryptoHasher.hash("md5", this.idKey, "hex") as string);
+    return (this.cachedId ??= Bun.MD5.hash(this.idKey, "hex") as string);
   }
 }
 

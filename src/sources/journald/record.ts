@@ -31,7 +31,7 @@ export class JournalRecord implements LogRecord {
   }
 
   get id(): string {
-    return (this.cachedId ??= Bun.CryptoHasher.hash("md5", this.idKey, "hex") as string);
+    return (this.cachedId ??= Bun.MD5.hash(this.idKey, "hex") as string);
   }
 
   get position(): JournalRecord {
