@@ -5,8 +5,8 @@
  * anyway. The sink's error table and the producer's idempotence rules are checked against these facts.
  */
 import { describe, expect, test } from "bun:test";
-import { KafkaClient, KafkaFailure, type KafkaClientOptions } from "../src/sinks/kafka/client.ts";
-import { kafkaErrorName } from "../src/sinks/kafka/errors.ts";
+import { KafkaClient, type KafkaClientOptions } from "../src/sinks/kafka/client.ts";
+import { KafkaFailure, kafkaErrorName } from "../src/sinks/kafka/errors.ts";
 import { RecordBatchBuilder, stamp } from "../src/sinks/kafka/record-batch.ts";
 import { buildMock, consumeAll, startConsumer, startMockCluster, type MockCluster } from "./support/kafka.ts";
 

@@ -6,8 +6,8 @@
  * injected per produce call. End-to-end claims are tested against a real cluster, not against this.
  */
 import { Reader, readRecordsBatch } from "@platformatic/kafka";
-import { KafkaFailure, type ProduceClient, type ProducerIdentity, type TopicLeaders } from "../../src/sinks/kafka/client.ts";
-import { classifyKafkaName } from "../../src/sinks/kafka/errors.ts";
+import type { ProduceClient, ProducerIdentity, TopicLeaders } from "../../src/sinks/kafka/client.ts";
+import { classifyKafkaName, KafkaFailure } from "../../src/sinks/kafka/errors.ts";
 import { KAFKA_ERROR_NAMES } from "../../src/sinks/kafka/error-codes.ts";
 import type { PartitionData, PartitionResult } from "../../src/sinks/kafka/protocol.ts";
 

@@ -5,10 +5,9 @@
  * `maxTopics` topics, each for at most `metadataMaxAgeMs`), and requests in the versions each broker speaks.
  */
 import { tlsClientOptions } from "../../config/tls.ts";
-import { describeError, NagareError } from "../../core/errors.ts";
-import type { BrokerConnection, BrokerOptions } from "./broker.ts";
+import { BrokerConnection, type BrokerOptions } from "./broker.ts";
 import type { KafkaSinkConfig } from "./config.ts";
-import { classifyKafkaCode, classifyKafkaName, transportFailureName, type Classified } from "./errors.ts";
+import { classifyKafkaCode, classifyKafkaName, KafkaFailure, type Classified } from "./errors.ts";
 import {
   API_INIT_PRODUCER_ID,
   API_METADATA,
@@ -45,20 +44,6 @@ export interface ProduceClient {
   /** One record batch to its partition's leader; resolves with the broker's answer, throws on transport failure. */
   produce(leader: number, data: PartitionData): Promise<PartitionResult>;
   close(): Promise<void>;
-}
-
-/** A classified failure of a Kafka request (a protocol error code, or the transport's failure). */
-export class KafkaFailure extends NagareError {
-  constructor(readonly classified: Classified, message: string, cause?: unknown) {
-    super("SINK_UNAVAILABLE", message, { cause, retryable: classified.kind !== "record" && classified.kind !== "topic" });
-  }
-
-  /** Any thrown value as a KafkaFailure: transport errors are named from their text, described by their root cause. */
-  static from(err: unknown, doing: string): KafkaFailure {
-    if (err instanceof KafkaFailure) return err;
-    const classified = classifyKafkaName(transportFailureName(err));
-    return new KafkaFailure(classified, `${doing} failed (${classified.name}: ${describeError(rootCause(err))})`, err);
-  }
 }
 
 export interface KafkaClientOptions extends BrokerOptions {
@@ -210,8 +195,7 @@ export class KafkaClient implements ProduceClient {
   private reconnect(key: string, host: string, port: number, stale: Promise<BrokerConnection> | undefined): Promise<BrokerConnection> {
     const current = this.connections.get(key);
     if (current !== undefined && current !== stale) return current;
-    // The transport library is loaded with the first connection, not when the agent starts.
-    const opening = import("./broker.ts").then(({ BrokerConnection }) => BrokerConnection.open(host, port, this.options));
+    const opening = BrokerConnection.open(host, port, this.options);
     this.connections.set(key, opening);
     opening.catch(() => {
       if (this.connections.get(key) === opening) this.connections.delete(key);
@@ -240,13 +224,6 @@ export function createKafkaClient(config: KafkaSinkConfig): KafkaClient {
 }
 
 const SASL_MECHANISMS = { plain: "PLAIN", "scram-sha-256": "SCRAM-SHA-256", "scram-sha-512": "SCRAM-SHA-512" } as const;
-
-/** The innermost cause: the transport wraps socket and TLS errors in its own ("Connection to … failed."). */
-function rootCause(err: unknown): unknown {
-  let e = err;
-  for (let depth = 0; depth < 6 && e instanceof Error && e.cause !== undefined && e.cause !== null; depth++) e = e.cause;
-  return e;
-}
 
 function parseHostPort(text: string): { host: string; port: number } {
   const at = text.lastIndexOf(":");

@@ -12,6 +12,7 @@
  *               is lost, while the log says what to fix; backpressure holds the readers meanwhile.
  * Anything not in the table is retried: an unknown error must never drop records.
  */
+import { describeError, NagareError } from "../../core/errors.ts";
 import { KAFKA_ERROR_NAMES } from "./error-codes.ts";
 
 export type FailureKind = "retry" | "record" | "topic" | "sequence" | "duplicate" | "config";
@@ -86,4 +87,25 @@ export function transportFailureName(err: unknown): string {
   if (/timed out/i.test(text)) return "REQUEST_TIMED_OUT";
   if (/ECONNREFUSED/.test(text)) return "CONNECTION_REFUSED";
   return "NETWORK_EXCEPTION";
+}
+
+/** A classified failure of a Kafka request (a protocol error code, or the transport's failure). */
+export class KafkaFailure extends NagareError {
+  constructor(readonly classified: Classified, message: string, cause?: unknown) {
+    super("SINK_UNAVAILABLE", message, { cause, retryable: classified.kind !== "record" && classified.kind !== "topic" });
+  }
+
+  /** Any thrown value as a KafkaFailure: transport errors are named from their text, described by their root cause. */
+  static from(err: unknown, doing: string): KafkaFailure {
+    if (err instanceof KafkaFailure) return err;
+    const classified = classifyKafkaName(transportFailureName(err));
+    return new KafkaFailure(classified, `${doing} failed (${classified.name}: ${describeError(rootCause(err))})`, err);
+  }
+}
+
+/** The innermost cause: the transport wraps socket and TLS errors in its own ("Connection to … failed."). */
+function rootCause(err: unknown): unknown {
+  let e = err;
+  for (let depth = 0; depth < 6 && e instanceof Error && e.cause !== undefined && e.cause !== null; depth++) e = e.cause;
+  return e;
 }

@@ -19,8 +19,8 @@
 import { NagareError } from "../../core/errors.ts";
 import type { LogRecord } from "../../core/record.ts";
 import type { Logger } from "../../observe/log.ts";
-import { KafkaFailure, type ProduceClient, type ProducerIdentity } from "./client.ts";
-import { classifyKafkaCode, classifyKafkaName } from "./errors.ts";
+import type { ProduceClient, ProducerIdentity } from "./client.ts";
+import { classifyKafkaCode, classifyKafkaName, KafkaFailure } from "./errors.ts";
 import { NO_STAMP, stamp } from "./record-batch.ts";
 
 /** One partition's share of a delivery: one record batch. */

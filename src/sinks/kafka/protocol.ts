@@ -12,6 +12,8 @@ export const API_PRODUCE = 0;
 export const API_METADATA = 3;
 export const API_API_VERSIONS = 18;
 export const API_INIT_PRODUCER_ID = 22;
+export const API_SASL_HANDSHAKE = 17;
+export const API_SASL_AUTHENTICATE = 36;
 
 /** The versions this client can speak, per API. */
 export const SUPPORTED: Record<number, [min: number, max: number]> = {
@@ -19,15 +21,17 @@ export const SUPPORTED: Record<number, [min: number, max: number]> = {
   [API_METADATA]: [1, 8],
   [API_API_VERSIONS]: [0, 0],
   [API_INIT_PRODUCER_ID]: [0, 1],
+  [API_SASL_HANDSHAKE]: [1, 1],
+  [API_SASL_AUTHENTICATE]: [0, 1],
 };
 
 export type ApiRanges = Map<number, [min: number, max: number]>;
 
 /** The highest version both sides speak, or undefined when there is none. */
 export function pickVersion(api: number, broker: ApiRanges): number | undefined {
-  const ours = SUPPORTED[api]!;
+  const ours = SUPPORTED[api];
   const theirs = broker.get(api);
-  if (theirs === undefined) return undefined;
+  if (ours === undefined || theirs === undefined) return undefined;
   const version = Math.min(ours[1], theirs[1]);
   return version >= Math.max(ours[0], theirs[0]) ? version : undefined;
 }
@@ -63,6 +67,13 @@ export class Reader {
   }
   string(): string {
     return this.nullableString() ?? "";
+  }
+  /** BYTES: INT32 length and the bytes (a null is empty); a view of the response. */
+  bytes(): Buffer {
+    const length = this.int32();
+    if (length < 0) return Buffer.alloc(0);
+    const at = this.advance(length);
+    return this.buf.subarray(at, at + length);
   }
   array<T>(item: (r: Reader) => T): T[] {
     const count = this.int32();
