@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { gunzipSync } from "node:zlib";
 import { decode, decodeMulti, encode } from "@msgpack/msgpack";
+import { MsgpackWriter } from "../src/core/msgpack.ts";
 import type { LogRecord } from "../src/core/record.ts";
 import { checkPong, encodeEntries, encodePackedForward, encodePing, EventTime, extensionCodec, newChunkId, parseAck, parseHelo, sha512Hex } from "../src/sinks/forward/codec.ts";
 
@@ -14,6 +15,26 @@ describe("forward codec", () => {
     const bytes = encode(new EventTime(0x5f5e1000, 0x075bcd15), { extensionCodec });
     expect([...bytes]).toEqual([0xd7, 0x00, 0x5f, 0x5e, 0x10, 0x00, 0x07, 0x5b, 0xcd, 0x15]);
     expect(decode(bytes, { extensionCodec })).toEqual(new EventTime(0x5f5e1000, 0x075bcd15));
+  });
+
+  test("records written as msgpack decode to their fields: every string, bin, array, map and number form", () => {
+    const fields = {
+      short: "x", ascii: "a".repeat(31), str8: "b".repeat(32), str16: "c".repeat(300), str32: "d".repeat(70_000), utf8: "grüße 東京 🎉",
+      bin8: new Uint8Array([0xff, 0]), bin16: new Uint8Array(300).fill(7), bin32: new Uint8Array(70_000).fill(9),
+      array: ["a", "b"], array16: Array.from({ length: 20 }, (_, i) => String(i)), nested: { "app.kubernetes.io/name": "x", n: { deep: true } },
+      numbers: [0, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, -1, -32, -33, -128, -129, -32768, -32769, -2147483648, -2147483649, 1.5, -0.25, 1e300],
+      flags: [true, false],
+    };
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) many[`k${i}`] = `v${i}`;
+    for (const f of [fields, many, {}]) {
+      const w = new MsgpackWriter();
+      w.fields(f as never, "_nagare_id", "id-1");
+      expect(decode(w.view())).toEqual({ ...f, _nagare_id: "id-1" });
+      w.reset();
+      w.fields(f as never);
+      expect(decode(w.view())).toEqual(f);
+    }
   });
 
   test("entries are the concatenated [time, record] values, for any count (fixarray, array16, array32 headers dropped)", () => {

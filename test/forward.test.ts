@@ -9,6 +9,7 @@ import { RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range } from "./support/config.ts";
 import { makeTestCertificates, startForwardServer, type ForwardServer, type ForwardServerOptions } from "./support/forward-server.ts";
 import { writeForwardConfig } from "./support/forward-config.ts";
+import { recordMemory } from "../src/sources/journald/source.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -200,7 +201,7 @@ describe("acks and failover", () => {
       await server.waitFor(() => coverage(seqs(server), 1, ENTRIES).missing.length === 0, 120_000);
       expect(await agent.stop()).toBe(0);
       const { missing, duplicates } = coverage(seqs(server), 1, ENTRIES);
-      const perBuffer = Math.ceil((MAX_BYTES + 512 * 1024) / 2670);
+      const perBuffer = Math.ceil((MAX_BYTES + 512 * 1024) / recordMemory(735, 21));
       console.log(`forward crash test: ${ENTRIES} entries, 3 kills, ${server.events.length} received, ${missing.length} missing, ${duplicates} duplicates (allowed 3 x ${perBuffer})`);
       expect(missing).toEqual([]);
       expect(duplicates).toBeLessThanOrEqual(3 * perBuffer);

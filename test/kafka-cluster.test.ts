@@ -13,6 +13,7 @@ import type { KafkaMessage } from "./support/kafka.ts";
 import { kcat, sharedKafkaCluster, type KafkaCluster } from "./support/kafka-cluster.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";
 import { caseDirs, coverage, range } from "./support/config.ts";
+import { recordMemory } from "../src/sources/journald/source.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -97,8 +98,8 @@ describe("journal to a real Kafka cluster", () => {
     expect(await agent.stop()).toBe(0);
     const messages = await cluster.consumeAll(topic);
     const { missing, duplicates } = coverage(messages.map(seqOf), 1, ENTRIES);
-    // Everything a kill can replay is what the buffer held: a record counts at least 2 x 735 + 50 x 21 + 150 bytes.
-    const window = Math.ceil(MAX_BYTES / 2670);
+    // Everything a kill can replay is what the buffer held; an entry of 735 bytes and 21 fields counts recordMemory(735, 21).
+    const window = Math.ceil(MAX_BYTES / recordMemory(735, 21));
     console.log(`kafka cluster kill test: ${ENTRIES} entries, 3 agent kills, ${messages.length} messages, ${missing.length} missing, ${duplicates} duplicates (allowed 3 x ${window})`);
     expect(missing).toEqual([]);
     expect(duplicates).toBeLessThanOrEqual(3 * window);

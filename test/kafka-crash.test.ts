@@ -10,6 +10,7 @@ import { RunningAgent } from "./support/agent.ts";
 import { consumeAll, startConsumer, startMockCluster, type KafkaMessage } from "./support/kafka.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";
 import { coverage } from "./support/config.ts";
+import { recordMemory } from "../src/sources/journald/source.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -55,8 +56,8 @@ test("SIGKILL three times mid-stream: nothing lost, duplicates within one buffer
     await consumer.stop();
     const messages = consumer.messages;
     const { missing, duplicates } = coverage(messages.map(seqOf), 1, ENTRIES);
-    // A record counts at least 2 × 735 + 50 × 21 + 150 = 2,670 bytes against the buffer (see record-memory.ts).
-    const perBuffer = Math.ceil((MAX_BYTES + 512 * 1024) / 2670);
+    // Everything a kill can replay is what the buffer held; an entry of 735 bytes and 21 fields counts recordMemory(735, 21).
+    const perBuffer = Math.ceil((MAX_BYTES + 512 * 1024) / recordMemory(735, 21));
     console.log(`kafka crash test: ${ENTRIES} entries, ${KILLS} kills, ${messages.length} messages, ${missing.length} missing, ${duplicates} duplicates (allowed ${KILLS} x ${perBuffer})`);
     expect(missing).toEqual([]);
     expect(duplicates).toBeLessThanOrEqual(KILLS * perBuffer);

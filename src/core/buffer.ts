@@ -15,7 +15,7 @@ export class MemoryBuffer {
   constructor(
     readonly maxBytes: number,
     private readonly onPauseChange: (paused: boolean, pausedMs: number) => void = () => {},
-    resumeFraction = 0.75,
+    resumeFraction = 0.9,
   ) {
     this.resumeBytes = Math.floor(maxBytes * resumeFraction);
   }

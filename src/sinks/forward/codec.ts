@@ -16,7 +16,8 @@
  */
 import { gzipSync } from "node:zlib";
 import { Encoder, ExtensionCodec } from "@msgpack/msgpack";
-import type { Fields, LogRecord } from "../../core/record.ts";
+import { MsgpackWriter } from "../../core/msgpack.ts";
+import type { LogRecord } from "../../core/record.ts";
 
 /** A record's time as the EventTime extension. */
 export class EventTime {
@@ -45,25 +46,25 @@ extensionCodec.register({
 
 const encoder = new Encoder({ extensionCodec, ignoreUndefined: true });
 
+const entriesWriter = new MsgpackWriter();
+const messageWriter = new MsgpackWriter();
+
 /**
- * The entries of one PackedForward message: the records encoded as one msgpack array, whose header is then
- * dropped — an array's body is exactly the concatenation of its elements. One encoder call per chunk.
+ * The entries of one PackedForward message: each record as [EventTime, record], concatenated (the message's
+ * entries are exactly that, without an array header). Written straight into bytes; the result is a view that
+ * is valid until the next call.
  */
 export function encodeEntries(records: readonly LogRecord[], idField: string | undefined): Uint8Array {
-  const entries = new Array(records.length);
+  const w = entriesWriter;
+  w.reset();
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    const fields: Fields = idField === undefined ? r.fields : { ...r.fields, [idField]: r.id };
-    entries[i] = [new EventTime(r.timeSec, r.timeNsec), fields];
+    w.arrayHeader(2);
+    w.ext8(0, r.timeSec, r.timeNsec);
+    if (idField === undefined) w.fields(r.fields);
+    else w.fields(r.fields, idField, r.id);
   }
-  const packed = encoder.encode(entries);
-  return packed.subarray(arrayHeaderLength(packed[0]!));
-}
-
-function arrayHeaderLength(first: number): number {
-  if (first >= 0x90 && first <= 0x9f) return 1;
-  if (first === 0xdc) return 3;
-  return 5; // 0xdd
+  return w.view();
 }
 
 export interface ChunkMessage {
@@ -73,10 +74,12 @@ export interface ChunkMessage {
 }
 
 export function encodePackedForward(tag: string, entries: Uint8Array, size: number, chunk: string, gzip: boolean): ChunkMessage {
-  const option: Record<string, unknown> = { size, chunk };
-  if (gzip) option.compressed = "gzip";
-  const body = gzip ? gzipSync(entries) : entries;
-  return { bytes: encoder.encode([tag, body, option]), chunk, size };
+  const w = messageWriter;
+  w.arrayHeader(3);
+  w.str(tag);
+  w.bin(gzip ? gzipSync(entries) : entries);
+  w.fields(gzip ? { size, chunk, compressed: "gzip" } : { size, chunk });
+  return { bytes: w.take(), chunk, size };
 }
 
 /** 16 random bytes, base64: the chunk id Fluentd itself uses. */

@@ -193,13 +193,19 @@ export class JournaldSource implements Source {
 
 /**
  * Bytes a record occupies in memory while it waits in the buffer, so that `buffer.max_bytes` bounds resident
- * memory rather than wire bytes. Calibrated on Bun 1.4 (scripts/bench/record-memory.ts): a typical 735-byte
- * export entry with 21 fields costs about 2,700 bytes of RSS once parsed (strings are malloc'd beside the GC
- * heap); twice its wire size plus 50 bytes per field and 150 per record matches that.
+ * memory rather than wire bytes. Calibrated on Bun 1.4 (scripts/bench/record-memory.ts, JournalRecord with its
+ * id): the entry's text is held once (one latin1 string per entry, the values are slices of it), plus objects
+ * per field and per record — heap per record 1,190 B for a 510-byte entry of 12 fields, 1,670 B for a 735-byte
+ * one of 21 fields, 3,600 B with a 2 KiB message. One and a half times the wire size plus 32 bytes per field
+ * and 350 per record lies 25-30 % above each, for what the allocator keeps beside the heap.
  */
-function memoryEstimate(entry: ExportEntry): number {
+export function memoryEstimate(entry: ExportEntry): number {
   let fields = 0;
   for (const _ in entry.fields) fields++;
-  return 2 * entry.bytes + 50 * fields + 150;
+  return recordMemory(entry.bytes, fields);
 }
 
+/** The estimate for an entry of `wireBytes` in the export format with `fields` fields. */
+export function recordMemory(wireBytes: number, fields: number): number {
+  return Math.ceil(1.3 * wireBytes) + 30 * fields + 250;
+}
