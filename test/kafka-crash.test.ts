@@ -71,7 +71,9 @@ test("SIGKILL three times mid-stream: nothing lost, duplicates within one buffer
 test("the leader down for 60 s while the journal grows: readers pause, memory stays bounded, nothing is lost", async () => {
   const MAX_BYTES = 64 * 1024 * 1024; // the default buffer
   const OUTAGE_MS = Number(process.env.NAGARE_OUTAGE_MS ?? 60_000);
-  const cluster = await startMockCluster({ brokers: 1, topics: [{ name: "logs", partitions: 16 }] });
+  // 64 partitions and 256 keys: the mock keeps only ~5 MiB per partition, and this test writes ~50 MB.
+  const cluster = await startMockCluster({ brokers: 1, topics: [{ name: "logs", partitions: 64 }] });
+  const spread = (seq: number): ExportField[] => [["K", `k${seq % 256}`]];
   try {
     // Baseline: the same agent idle on an empty journal.
     const idleDir = join(tmp.path, "idle");
@@ -84,17 +86,18 @@ test("the leader down for 60 s while the journal grows: readers pause, memory st
     const dir = join(tmp.path, "outage");
     mkdirSync(dir);
     const journal = join(dir, "journal");
-    await writeJournal(journal, sequenceEntries(1, 1000, { extra: keyed }));
+    await writeJournal(journal, sequenceEntries(1, 1000, { extra: spread }));
     const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs", key: "{{field.K}}", maxBytes: String(MAX_BYTES) }));
     await waitFor("1000 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 1000, 30_000);
     await cluster.command("down 1");
     const downAt = performance.now();
     let next = 1001;
-    // The journal keeps growing at about 500 entries/s for the whole outage (pacing the writer, not waiting).
+    // The journal keeps growing at about 900 entries/s for the whole outage (pacing the writer, not waiting):
+    // 54,000 entries of about 1.8 kB of buffer each, more than the buffer holds.
     while (performance.now() - downAt < OUTAGE_MS) {
       const started = performance.now();
-      await writeJournal(journal, sequenceEntries(next, 500, { extra: keyed }));
-      next += 500;
+      await writeJournal(journal, sequenceEntries(next, 900, { extra: spread }));
+      next += 900;
       await Bun.sleep(Math.max(0, 1000 - (performance.now() - started)));
     }
     expect(agent.entries().some((e) => /buffer is full/.test(e.msg))).toBe(true);
