@@ -5,10 +5,10 @@
  * TLS, SASL, every codec. Topics are read back with kcat over PLAINTEXT.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { memoryOf, sequenceEntries, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
-import { RunningAgent } from "./support/agent.ts";
+import { ROOT, RunningAgent } from "./support/agent.ts";
 import type { KafkaMessage } from "./support/kafka.ts";
 import { kcat, sharedKafkaCluster, type KafkaCluster } from "./support/kafka-cluster.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";
@@ -246,6 +246,24 @@ describe("TLS, SASL and codecs against the real cluster", () => {
     expect(await right.stop()).toBe(0);
     expect(coverage((await cluster.consumeAll(topic)).map(seqOf), 1, 300)).toEqual({ missing: [], duplicates: 0 });
   }, 90_000);
+
+  test("the single binary (WebAssembly codecs inside it) ships lz4 and snappy with nothing but journalctl on PATH", async () => {
+    const build = Bun.spawn(["bash", join(ROOT, "scripts", "build.sh")], { stdout: "ignore", stderr: "pipe" });
+    expect(await build.exited).toBe(0);
+    const bin = join(tmp.path, "bin");
+    mkdirSync(bin, { recursive: true });
+    for (const tool of ["journalctl", "stdbuf"]) copyFileSync(Bun.which(tool)!, join(bin, tool));
+    for (const codec of ["lz4", "snappy"]) {
+      const topic = await freshTopic();
+      const dir = caseDir();
+      const journal = join(dir, "journal");
+      await writeJournal(journal, sequenceEntries(1, 1000, { extra: keyed }));
+      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic, key: "{{field.K}}", extra: { compression: codec } }), { command: ["env", "-i", `PATH=${bin}`, join(ROOT, "dist", "nagare")] });
+      await consumedAtLeast(topic, 1000);
+      expect(await agent.stop()).toBe(0);
+      expect(coverage((await cluster.consumeAll(topic)).map(seqOf), 1, 1000)).toEqual({ missing: [], duplicates: 0 });
+    }
+  }, 120_000);
 
   test.each(["gzip", "snappy", "lz4", "zstd"])("%s compression, read back", async (codec) => {
     const { topic, agent } = await ship({ compression: codec }, "plaintext", 3000);
