@@ -268,6 +268,8 @@ interface Harness {
   settled(n: number): Promise<unknown>;
   deadLetters(): { id: string; reason: string }[];
   logs(): { level: string; msg: string }[];
+  /** Failed delivery attempts so far (the driver's counter). */
+  retries(): number;
   stop(): Promise<void>;
 }
 
@@ -297,6 +299,7 @@ function harness(extra: Record<string, unknown> = {}, fake = new FakeKafka()): H
     settled: (n) => waitFor(`${n} batches settled`, () => done.length >= n, 10_000),
     deadLetters: () => (existsSync(deadLetters.pathOf("k")) ? readFileSync(deadLetters.pathOf("k"), "utf8").trim().split("\n").map((l) => JSON.parse(l)) : []),
     logs: () => readFileSync(logPath, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)),
+    retries: () => metrics.read("nagare_sink_retries_total", { sink: "k" }),
     stop: () => driver.stop(),
   };
 }
@@ -345,12 +348,16 @@ describe("delivery: pipelined, ordered, idempotent", () => {
     await h.stop();
   });
 
-  test("a request that timed out after the broker wrote it is not written again", async () => {
+  test("a request that timed out after the broker wrote it is not written again; later batches flow", async () => {
     const h = harness();
     h.fake.fault = (_d, call) => (call === 1 ? { transport: "after" } : undefined);
-    const batches = batchesOf(8, 20);
-    for (const b of batches) h.enqueue(b);
+    const batches = batchesOf(12, 20);
+    for (const b of batches.slice(0, 8)) h.enqueue(b);
     await h.settled(8);
+    const retries = h.retries();
+    for (const b of batches.slice(8)) h.enqueue(b);
+    await h.settled(12);
+    expect(h.retries()).toBe(retries);
     expectExactlyInOrder(h.fake, journalPartition, ids(batches.flat()));
     await h.stop();
   });
@@ -434,6 +441,20 @@ describe("delivery: records and topics Kafka can never take", () => {
       ["id-2", 'the topic "bad topic!" is not a legal Kafka topic name'],
       ["id-3", "Kafka refused the topic refused: INVALID_TOPIC_EXCEPTION"],
     ]);
+    await h.stop();
+  });
+
+  test("a topic the broker refuses on produce: every batch for it is dead-lettered, none holds the partition back", async () => {
+    const h = harness({ topic: "{{field.T}}" });
+    h.fake.fault = (data) => (data.topic === "internal" ? { code: "INVALID_TOPIC_EXCEPTION" } : undefined);
+    const batches = range(0, 3).map((b) => range(b * 10, 10).map((i) => record(i, { T: i % 2 === 0 ? "internal" : "logs" })));
+    for (const b of batches) h.enqueue(b);
+    await h.settled(3);
+    h.enqueue(range(30, 4).map((i) => record(i, { T: "internal" })));
+    await h.settled(4);
+    expect(h.retries()).toBe(0);
+    expect(h.deadLetters().map((d) => d.id)).toEqual(ids([...batches.flat(), ...range(30, 4).map((i) => record(i))].filter((r) => Number(r.fields.SEQ) >= 30 || Number(r.fields.SEQ) % 2 === 0)));
+    expect(ids(h.fake.all())).toEqual(ids(batches.flat().filter((r) => Number(r.fields.SEQ) % 2 === 1)));
     await h.stop();
   });
 

@@ -155,7 +155,7 @@ export class IdempotentProducer {
     });
   }
 
-  /** A batch refused in pieces (see the sink) went through: it no longer holds the partition back. */
+  /** A refused batch was dealt with (sent in pieces, or dead-lettered): it no longer holds the partition back. */
   delivered(batch: PartitionBatch): void {
     this.partitionOf(batch).failed.delete(batch);
   }
@@ -197,6 +197,7 @@ export class IdempotentProducer {
 
   private acknowledged(batch: PartitionBatch, state: PartitionState): BatchOutcome {
     batch.done = true;
+    state.failed.delete(batch);
     if (batch.generation === this.generation && batch.seq >= 0) {
       state.unacked.delete(batch);
       state.ackedEnd = Math.max(state.ackedEnd, batch.seq + batch.records.length);

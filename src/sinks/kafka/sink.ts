@@ -97,6 +97,7 @@ export class KafkaSink implements Sink<PreparedBatch> {
     if (failure.classified.kind !== "topic") return failure;
     for (const record of batch.records) prepared.rejected.push({ record, reason: `Kafka refused the topic ${batch.topic}: ${failure.classified.name}` });
     batch.done = true;
+    this.producer.delivered(batch);
     return undefined;
   }
 
