@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,13 @@ import { MemoryBuffer } from "../src/core/buffer.ts";
 import { CheckpointStore } from "../src/core/checkpoint-store.ts";
 import { encodeFieldsJson } from "../src/core/json.ts";
 import { Backoff } from "../src/core/backoff.ts";
+import type { SendResult, Sink } from "../src/core/component.ts";
+import { DeadLetterFile } from "../src/core/dead-letter.ts";
+import type { Delivery } from "../src/core/delivery.ts";
+import { SinkDriver } from "../src/core/sink-driver.ts";
+import { Logger } from "../src/observe/log.ts";
+import { Metrics } from "../src/observe/metrics.ts";
+import { tempDir, waitFor } from "./support/journal.ts";
 import type { LogRecord } from "../src/core/record.ts";
 
 function record(stream: string, position: unknown, size = 10): LogRecord {
@@ -76,6 +83,94 @@ describe("ack tracker", () => {
     tracker.register(b2);
     tracker.complete(b2);
     expect(Object.fromEntries(tracker.watermarks())).toEqual({ b: 1 });
+  });
+});
+
+describe("sink driver", () => {
+  const driverDir = tempDir();
+  afterAll(() => driverDir.cleanup());
+  /** A sink whose attempts wait until the test answers them, in any order. */
+  class ScriptedSink implements Sink {
+    readonly name = "scripted";
+    readonly type = "test";
+    readonly attempts: { delivery: Delivery; answer: (r: SendResult) => void }[] = [];
+    constructor(readonly maxInFlight: number) {}
+    send(delivery: Delivery): Promise<SendResult> {
+      return new Promise((answer) => this.attempts.push({ delivery, answer }));
+    }
+    async close(): Promise<void> {}
+    /** Orders of the attempts not answered yet. */
+    open(): number[] {
+      return this.attempts.filter((a) => !(a as { answered?: boolean }).answered).map((a) => a.delivery.order);
+    }
+    reply(order: number, result: SendResult): void {
+      const attempt = this.attempts.find((a) => a.delivery.order === order && !(a as { answered?: boolean }).answered)!;
+      (attempt as { answered?: boolean }).answered = true;
+      attempt.answer(result);
+    }
+  }
+
+  function driverWith(sink: ScriptedSink) {
+    const done: Batch[] = [];
+    const driver = new SinkDriver(sink, new DeadLetterFile(driverDir.path), new Logger("error"), new Metrics(), { retryInitialMs: 1, retryMaxMs: 2 });
+    const batches = Array.from({ length: 6 }, () => batch([record("a", seq)], [sink.name], (b) => done.push(b)));
+    return { driver, done, batches };
+  }
+
+  test("keeps maxInFlight batches in flight, settles them in any order, and starts the next as each settles", async () => {
+    const sink = new ScriptedSink(3);
+    const { driver, done, batches } = driverWith(sink);
+    for (const b of batches) driver.enqueue(b);
+    expect(sink.open()).toEqual([0, 1, 2]);
+    sink.reply(2, { status: "delivered" });
+    await waitFor("batch 3 started", () => sink.open().includes(3));
+    expect(sink.open()).toEqual([0, 1, 3]);
+    for (const order of [1, 0, 3, 4, 5]) {
+      await waitFor(`batch ${order} in flight`, () => sink.open().includes(order));
+      sink.reply(order, { status: "delivered" });
+    }
+    await waitFor("every batch settled", () => done.length === 6);
+    expect(done.map((b) => batches.indexOf(b))).toEqual([2, 1, 0, 3, 4, 5]);
+    await driver.stop();
+  });
+
+  test("after a failure: nothing new starts; the failed batches go again alone, oldest first, with the same delivery", async () => {
+    const sink = new ScriptedSink(3);
+    const { driver, done } = driverWith(sink);
+    const batches = Array.from({ length: 5 }, (_, i) => batch([record("a", 100 + i)], [sink.name], (b) => done.push(b)));
+    for (const b of batches) driver.enqueue(b);
+    sink.reply(1, { status: "retry", error: new Error("down") });
+    sink.reply(0, { status: "retry", error: new Error("down") });
+    // The window stays closed while batch 2 is in flight, and nothing new starts after it settles.
+    expect(sink.open()).toEqual([2]);
+    sink.reply(2, { status: "delivered" });
+    await waitFor("batch 0 sent again", () => sink.open().length === 1);
+    expect(sink.open()).toEqual([0]);
+    const again = sink.attempts.filter((a) => a.delivery.order === 0);
+    expect(again[1]!.delivery).toBe(again[0]!.delivery);
+    expect(again[1]!.delivery.attempts).toBe(2);
+    sink.reply(0, { status: "delivered" });
+    await waitFor("batch 1 sent again, alone", () => sink.open().includes(1));
+    expect(sink.open()).toEqual([1]);
+    sink.reply(1, { status: "delivered" });
+    await waitFor("the window open again", () => sink.open().length === 2);
+    expect(sink.open()).toEqual([3, 4]);
+    sink.reply(3, { status: "delivered" });
+    sink.reply(4, { status: "delivered" });
+    await waitFor("every batch settled", () => done.length === 5);
+    expect(done.map((b) => batches.indexOf(b))).toEqual([2, 0, 1, 3, 4]);
+    await driver.stop();
+  });
+
+  test("stop() aborts the deliveries' signal and returns although an attempt never answers", async () => {
+    const sink = new ScriptedSink(2);
+    const { driver, batches } = driverWith(sink);
+    driver.enqueue(batches[0]!);
+    const signal = sink.attempts[0]!.delivery.signal;
+    const started = performance.now();
+    await driver.stop(200);
+    expect(signal.aborted).toBe(true);
+    expect(performance.now() - started).toBeLessThan(2000);
   });
 });
 

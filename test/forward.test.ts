@@ -50,6 +50,21 @@ describe("journal to forward", () => {
     });
   }, 60_000);
 
+  test("a server that acks late: several chunks are in flight on the connection at once, and all arrive in order", async () => {
+    await withServer({ behaviour: { ackDelayMs: 500 } }, async (server) => {
+      const dir = caseDir();
+      const journal = await journalOf(dir, 4000);
+      // Small batches (128 KiB of buffer each, about 60 entries), so the journal makes dozens of chunks.
+      const agent = new RunningAgent(writeForwardConfig({ dir, journal, servers: [{ port: server.port }], batchMaxBytes: "128KiB", extra: { max_in_flight: 8 } }));
+      await server.waitFor(() => server.chunks.filter((c) => !c.acked).length >= 8, 30_000);
+      expect(server.chunks.filter((c) => !c.acked).length).toBeLessThanOrEqual(8);
+      expect(server.connections).toBe(1);
+      await server.waitFor(() => server.events.length >= 4000, 60_000);
+      expect(await agent.stop()).toBe(0);
+      expect(seqs(server)).toEqual(range(1, 4000));
+    });
+  }, 90_000);
+
   test("gzip sends CompressedPackedForward", async () => {
     await withServer({}, async (server) => {
       const dir = caseDir();

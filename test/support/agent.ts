@@ -24,10 +24,13 @@ export async function runCli(args: string[], env: Record<string, string> = {}, c
 }
 
 const alive = new Set<RunningAgent>();
-// An agent left behind by a failed test must not hold ports or journals for the next one.
+// An agent left behind by a failed test must not hold ports or journals for the next one. `bun test` does not
+// emit "exit", so the agent also gets SIGKILL when the test process dies (util-linux's setpriv: the parent-death
+// signal; setpriv execs the agent, so its pid is the agent's).
 process.on("exit", () => {
   for (const agent of alive) agent.kill("SIGKILL");
 });
+const PDEATHSIG = Bun.which("setpriv") ? ["setpriv", "--pdeathsig", "KILL", "--"] : [];
 
 /** A running `nagare run`; its stderr (the agent's JSON log) is collected in `log`. */
 export class RunningAgent {
@@ -38,7 +41,7 @@ export class RunningAgent {
   /** `configPath` "" runs without -c (the default config). */
   constructor(configPath: string, options: { env?: Record<string, string>; stdout?: "pipe" | "ignore"; command?: string[] } = {}) {
     const args = configPath === "" ? ["run"] : ["run", "-c", configPath];
-    this.proc = Bun.spawn([...(options.command ?? CLI), ...args], {
+    this.proc = Bun.spawn([...PDEATHSIG, ...(options.command ?? CLI), ...args], {
       env: { ...process.env, ...options.env },
       stdin: "ignore",
       stdout: options.stdout ?? "ignore",

@@ -7,11 +7,13 @@ export function writeForwardConfig(o: {
   servers: { host?: string; port: number; standby?: boolean; weight?: number }[];
   tag?: string;
   maxBytes?: string;
+  batchMaxBytes?: string;
   extra?: Record<string, unknown>;
   shutdownTimeout?: string;
 }): string {
   return writeAgentConfig(o.dir, {
     maxBytes: o.maxBytes,
+    batchMaxBytes: o.batchMaxBytes,
     shutdownTimeout: o.shutdownTimeout,
     sources: { journal: { type: "journald", directory: o.journal, start_at: "head" } },
     sinks: {
