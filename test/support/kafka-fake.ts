@@ -36,7 +36,10 @@ export class FakeKafka implements ProduceClient {
   fault: (data: PartitionData, call: number) => Fault = () => undefined;
   partitions = 3;
   topicFailures = new Map<string, string>();
+  /** Every InitProducerId fails with this error name (a cluster without producer ids). */
   initProducerIdFailure: string | undefined;
+  /** The next InitProducerId calls fail with these error names, one each. */
+  readonly initProducerIdFailures: string[] = [];
   produceCalls = 0;
   inFlightPeak = 0;
   private inFlight = 0;
@@ -57,7 +60,8 @@ export class FakeKafka implements ProduceClient {
   invalidate(): void {}
 
   async initProducerId(): Promise<ProducerIdentity> {
-    if (this.initProducerIdFailure !== undefined) throw new KafkaFailure(classifyKafkaName(this.initProducerIdFailure), `InitProducerId refused (${this.initProducerIdFailure})`);
+    const failure = this.initProducerIdFailures.shift() ?? this.initProducerIdFailure;
+    if (failure !== undefined) throw new KafkaFailure(classifyKafkaName(failure), `InitProducerId refused (${failure})`);
     return { producerId: this.nextProducerId++, producerEpoch: 0 };
   }
 

@@ -67,6 +67,8 @@ class PartitionState {
 }
 
 const OK: BatchOutcome = { ok: true };
+/** InitProducerId answers that mean the cluster will not give this client a producer id. */
+const NO_PRODUCER_IDS = new Set(["UNSUPPORTED_VERSION", "NO_COMMON_VERSION", "CLUSTER_AUTHORIZATION_FAILED", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", "INVALID_REQUEST"]);
 const MAX_PARTITION_STATES = 10_000;
 /** Sequence numbers wrap after 2^31 - 1; a new producer id is taken well before (at the next idle moment). */
 const SEQUENCE_RENEW_AT = 0x7fff_ffff - (1 << 26);
@@ -77,6 +79,10 @@ export class IdempotentProducer {
   /** Idempotence was asked for and the cluster gives producer ids. */
   private idempotent: boolean;
   private needsNewId = true;
+  /** A partition's sequence numbers are close to wrapping: take a new producer id at the next idle moment. */
+  private sequencesAging = false;
+  /** Why the last InitProducerId failed, until one succeeds. */
+  private idFailure: KafkaFailure | undefined;
   private readonly partitions = new Map<string, PartitionState>();
 
   constructor(
@@ -96,6 +102,8 @@ export class IdempotentProducer {
    * wrap or the partition table grows too large.
    */
   async ready(retry: boolean): Promise<void> {
+    // Batches waiting for an id that could not be had go first: a newer one fails behind them.
+    if (this.idFailure !== undefined && !retry) throw this.idFailure;
     const renew = this.needsNewId ? this.identity === undefined || retry : this.wantsNewId() && this.idle();
     if (!renew) return;
     if (!this.idempotent) {
@@ -107,21 +115,22 @@ export class IdempotentProducer {
       this.identity = await this.client.initProducerId();
     } catch (err) {
       const failure = KafkaFailure.from(err, "InitProducerId");
-      if (failure.classified.kind === "retry") throw failure;
+      // Only a cluster that answers "no" goes on without idempotence; not reaching it (or a wrong password) is retried.
+      if (!NO_PRODUCER_IDS.has(failure.classified.name)) throw (this.idFailure = failure);
       this.idempotent = false;
       this.identity = undefined;
       this.log.warn(`Sink ${this.sinkName}: the brokers give no producer id (${failure.classified.name}), so delivery goes on without idempotence: a retried batch may then be written twice.`);
     }
     // Every pending batch belongs to the old generation now and is stamped anew when it is sent.
+    this.idFailure = undefined;
     this.needsNewId = false;
+    this.sequencesAging = false;
     this.generation++;
     this.partitions.clear();
   }
 
   private wantsNewId(): boolean {
-    if (this.partitions.size > MAX_PARTITION_STATES) return true;
-    for (const state of this.partitions.values()) if (state.nextSeq > SEQUENCE_RENEW_AT) return true;
-    return false;
+    return this.sequencesAging || this.partitions.size > MAX_PARTITION_STATES;
   }
 
   private idle(): boolean {
@@ -191,6 +200,7 @@ export class IdempotentProducer {
     batch.seq = state.nextSeq;
     batch.generation = this.generation;
     state.nextSeq += batch.records.length;
+    if (state.nextSeq > SEQUENCE_RENEW_AT) this.sequencesAging = true;
     state.unacked.add(batch);
     stamp(batch.bytes, { producerId: this.identity.producerId, producerEpoch: this.identity.producerEpoch, baseSequence: batch.seq });
   }
