@@ -7,6 +7,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { decode } from "@msgpack/msgpack";
 import { murmur2 as libraryMurmur2, Reader, readRecordsBatch } from "@platformatic/kafka";
 import { Batch } from "../src/core/batch.ts";
 import { DeadLetterFile } from "../src/core/dead-letter.ts";
@@ -17,7 +18,7 @@ import { Logger } from "../src/observe/log.ts";
 import { Metrics } from "../src/observe/metrics.ts";
 import { loadConfigText, validateConfig } from "../src/config/load.ts";
 import { createKafkaClient } from "../src/sinks/kafka/client.ts";
-import { legalTopic, murmur2, partitionFor } from "../src/sinks/kafka/codec.ts";
+import { encodeValue, legalTopic, murmur2, partitionFor } from "../src/sinks/kafka/codec.ts";
 import { COMPRESSIONS } from "../src/sinks/kafka/compression.ts";
 import { kafkaSinkConfig } from "../src/sinks/kafka/config.ts";
 import { classifyKafkaCode, classifyKafkaName, transportFailureName } from "../src/sinks/kafka/errors.ts";
@@ -196,6 +197,13 @@ describe("codec, topics, error table", () => {
       expect(murmur2(key)).toBe(libraryMurmur2(key, false));
     }
     expect(partitionFor("21", 3)).toBe((libraryMurmur2(Buffer.from("21"), false) & 0x7fffffff) % 3);
+  });
+
+  test("message values: JSON as the shared JSON shape; msgpack with bytes as bin and the id field", () => {
+    const r = { ...record(1), fields: { BLOB: new Uint8Array([0xff, 0]), MESSAGE: "x" }, binaryFields: ["BLOB"] };
+    expect(decode(encodeValue(r, "msgpack", undefined))).toEqual({ BLOB: new Uint8Array([0xff, 0]), MESSAGE: "x" });
+    expect(decode(encodeValue(r, "msgpack", "_nagare_id"))).toEqual({ BLOB: new Uint8Array([0xff, 0]), MESSAGE: "x", _nagare_id: "id-1" });
+    expect(JSON.parse(Buffer.from(encodeValue(r, "json", "_nagare_id")).toString())).toEqual({ BLOB: "/wA=", MESSAGE: "x", _nagare_binary: ["BLOB"], _nagare_id: "id-1" });
   });
 
   test("legal topic names: 1-249 of A-Z a-z 0-9 . _ -, not . or ..", () => {

@@ -3,6 +3,7 @@
  * not valid UTF-8 becomes base64 under its own name (for a repeated field: every element), and the names of
  * such fields are listed in `_nagare_binary`; the record id is added under `idField` when the sink asks for it.
  */
+import { ByteWriter } from "./byte-writer.ts";
 import type { FieldValue, Fields, LogRecord } from "./record.ts";
 
 export const BINARY_LIST_FIELD = "_nagare_binary";
@@ -22,31 +23,7 @@ export function encodeFieldsJson(record: LogRecord, idField: string | undefined)
  * anything else (escapes, surrogates, bytes, arrays, nested maps, numbers) goes through JSON.stringify. The
  * keys come in the same order as JSON.stringify's, so both encoders give identical output.
  */
-export class JsonWriter {
-  private buf: Utf8Buffer = Buffer.allocUnsafeSlow(256 * 1024) as Utf8Buffer;
-  private pos = 0;
-
-  get length(): number {
-    return this.pos;
-  }
-
-  /** The bytes written since `from` (a view: valid until the next write or reset). */
-  view(from = 0): Buffer {
-    return this.buf.subarray(from, this.pos);
-  }
-
-  /** Hands over the bytes written so far; the writer starts empty with a new buffer. */
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafeSlow(Math.max(256 * 1024, this.pos)) as Utf8Buffer;
-    this.pos = 0;
-    return out;
-  }
-
-  reset(): void {
-    this.pos = 0;
-  }
-
+export class JsonWriter extends ByteWriter {
   /** One record's JSON, then `terminator` (a byte such as a newline) unless it is -1. */
   record(record: LogRecord, idField: string | undefined, terminator = -1): void {
     if (record.binaryFields !== undefined) this.text(encodeFieldsJson(record, idField));
@@ -89,24 +66,10 @@ export class JsonWriter {
     this.pos += this.buf.utf8Write(text, this.pos);
   }
 
-  private byte(b: number): void {
-    if (this.pos >= this.buf.length) this.room(1);
-    this.buf[this.pos++] = b;
-  }
-
-  private room(bytes: number): void {
-    if (this.pos + bytes <= this.buf.length) return;
-    const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.pos + bytes)) as Utf8Buffer;
-    this.buf.copy(grown, 0, 0, this.pos);
-    this.buf = grown;
-  }
 }
 
 /** Characters JSON.stringify escapes (quote, backslash, controls) or may (surrogates): those values take its path. */
 const NEEDS_STRINGIFY = /["\\\u0000-\u001f\ud800-\udfff]/;
-
-/** Buffer#utf8Write (Node and Bun have it; the typings do not): writes a string as UTF-8, returns the bytes. */
-type Utf8Buffer = Buffer & { utf8Write(text: string, offset: number): number };
 
 /** A batch as JSON lines, each ending in a newline, as bytes. */
 export function encodeJsonLines(records: readonly LogRecord[], idField: string | undefined, writer = new JsonWriter()): Buffer {

@@ -11,35 +11,11 @@
  *   map     fixmap 0x80|n (< 16), map16 0xde, map32 0xdf
  *   fixext8 0xd7 type + 8 bytes (the forward protocol's EventTime is type 0)
  */
+import { ByteWriter } from "./byte-writer.ts";
 import type { FieldValue, Fields } from "./record.ts";
 
-type Utf8Buffer = Buffer & { utf8Write(text: string, offset: number): number };
-
-export class MsgpackWriter {
-  private buf = Buffer.allocUnsafeSlow(256 * 1024) as Utf8Buffer;
-  private pos = 0;
+export class MsgpackWriter extends ByteWriter {
   private readonly keys = new Map<string, Buffer>();
-
-  get length(): number {
-    return this.pos;
-  }
-
-  /** The bytes written since the last reset or take (a view: valid until the next write). */
-  view(): Buffer {
-    return this.buf.subarray(0, this.pos);
-  }
-
-  /** Hands over the bytes written so far; the writer starts empty with a new buffer. */
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafeSlow(Math.max(256 * 1024, this.pos)) as Utf8Buffer;
-    this.pos = 0;
-    return out;
-  }
-
-  reset(): void {
-    this.pos = 0;
-  }
 
   /** A map of the fields, plus `idField` = `id` when given. */
   fields(fields: Fields, idField?: string, id?: string): void {
@@ -163,17 +139,5 @@ export class MsgpackWriter {
       this.buf[this.pos++] = code16 + 1;
       this.pos = this.buf.writeUInt32BE(n, this.pos);
     }
-  }
-
-  private byte(b: number): void {
-    this.room(1);
-    this.buf[this.pos++] = b;
-  }
-
-  private room(bytes: number): void {
-    if (this.pos + bytes <= this.buf.length) return;
-    const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.pos + bytes)) as Utf8Buffer;
-    this.buf.copy(grown, 0, 0, this.pos);
-    this.buf = grown;
   }
 }

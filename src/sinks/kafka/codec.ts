@@ -11,25 +11,28 @@
  *               any Kafka client would put them; without a key, murmur2(stream) keeps one stream's records in
  *               one partition, in order.
  */
-import { encode as encodeMsgpack } from "@msgpack/msgpack";
 import { JsonWriter } from "../../core/json.ts";
-import type { Fields, LogRecord } from "../../core/record.ts";
+import { MsgpackWriter } from "../../core/msgpack.ts";
+import type { LogRecord } from "../../core/record.ts";
 
 export const ID_HEADER = "nagare-id";
 
 export type ValueEncoding = "json" | "msgpack";
 
 const json = new JsonWriter();
+const msgpack = new MsgpackWriter();
 
-/** The message value: JSON (a view of a scratch buffer, valid until the next call) or msgpack bytes. */
+/** The message value, JSON or msgpack: a view of a scratch buffer, valid until the next call. */
 export function encodeValue(record: LogRecord, encoding: ValueEncoding, idField: string | undefined): Uint8Array {
   if (encoding === "json") {
     json.reset();
     json.record(record, idField);
     return json.view();
   }
-  const fields: Fields = idField === undefined ? record.fields : { ...record.fields, [idField]: record.id };
-  return encodeMsgpack(fields);
+  msgpack.reset();
+  if (idField === undefined) msgpack.fields(record.fields);
+  else msgpack.fields(record.fields, idField, record.id);
+  return msgpack.view();
 }
 
 export function timestampMs(record: LogRecord): number {
