@@ -10,13 +10,9 @@ export class ByteWriter {
   protected buf: Utf8Buffer = Buffer.allocUnsafeSlow(256 * 1024) as Utf8Buffer;
   protected pos = 0;
 
-  get length(): number {
-    return this.pos;
-  }
-
-  /** The bytes written since `from` (a view: valid until the next write, reset or take). */
-  view(from = 0): Buffer {
-    return this.buf.subarray(from, this.pos);
+  /** The bytes written so far (a view: valid until the next write, reset or take). */
+  view(): Buffer {
+    return this.buf.subarray(0, this.pos);
   }
 
   /** Hands over the bytes written so far; the writer starts empty with a new buffer. */

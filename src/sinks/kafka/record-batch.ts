@@ -34,7 +34,7 @@ import { crc32c } from "@platformatic/wasm-utils";
 import { compress, COMPRESSION_ATTRIBUTE, type Compression } from "./compression.ts";
 
 /** Bytes of the batch header before the first record. */
-export const BATCH_HEADER_BYTES = 61;
+const BATCH_HEADER_BYTES = 61;
 /** Offsets inside the header, from the start of the batch. */
 const CRC_AT = 17;
 const ATTRIBUTES_AT = 21;

@@ -107,7 +107,8 @@ export class KafkaSink implements Sink<PreparedBatch> {
     const names = [...new Set(topicOf.filter((t): t is string => t !== undefined))];
     const leaders = names.length === 0 ? new Map() : await this.client.leaders(names);
     // A partition's records, in read order, keyed by topic and partition.
-    const groups = new Map<string, { topic: string; partition: number; leader: number; records: LogRecord[] }>();
+    // A partition's records in read order, with their rendered keys when there is a key template.
+    const groups = new Map<string, { topic: string; partition: number; leader: number; records: LogRecord[]; keys: string[] | undefined }>();
     const streamPartition = new Map<string, number>();
     for (let i = 0; i < records.length; i++) {
       const topic = topicOf[i];
@@ -130,11 +131,12 @@ export class KafkaSink implements Sink<PreparedBatch> {
       }
       const groupKey = `${topic}\0${partition}`;
       let group = groups.get(groupKey);
-      if (group === undefined) groups.set(groupKey, (group = { topic, partition, leader: state.leaders[partition]!, records: [] }));
+      if (group === undefined) groups.set(groupKey, (group = { topic, partition, leader: state.leaders[partition]!, records: [], keys: key === undefined ? undefined : [] }));
       group.records.push(record);
+      if (key !== undefined) group.keys!.push(key);
     }
     const batches: PartitionBatch[] = [];
-    for (const g of groups.values()) batches.push(...this.encode(g.topic, g.partition, g.leader, g.records, rejected));
+    for (const g of groups.values()) batches.push(...this.encode(g.topic, g.partition, g.leader, g.records, rejected, g.keys));
     return { batches, rejected };
   }
 
@@ -155,8 +157,11 @@ export class KafkaSink implements Sink<PreparedBatch> {
     return out;
   }
 
-  /** One partition's records as record batches of at most max_message_bytes; a record larger alone is rejected. */
-  private encode(topic: string, partition: number, leader: number, records: LogRecord[], rejected: RejectedRecord[]): PartitionBatch[] {
+  /**
+   * One partition's records as record batches of at most max_message_bytes; a record larger alone is rejected.
+   * `keys` are the records' rendered keys when the caller has them already.
+   */
+  private encode(topic: string, partition: number, leader: number, records: LogRecord[], rejected: RejectedRecord[], keys?: readonly string[]): PartitionBatch[] {
     const out: PartitionBatch[] = [];
     const limit = this.config.max_message_bytes;
     const builder = this.builder;
@@ -164,7 +169,7 @@ export class KafkaSink implements Sink<PreparedBatch> {
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       const value = encodeValue(record, this.config.encoding, this.config.id_field);
-      const key = this.key?.render(record);
+      const key = keys === undefined ? this.key?.render(record) : keys[i];
       const at = timestampMs(record);
       if (builder.add(at, key, value, ID_HEADER, record.id, limit)) {
         members.push(record);
