@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
-import { readJsonLines, RunningAgent } from "./support/agent.ts";
+import { apiOf, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeConfig } from "./support/config.ts";
 
 const tmp = tempDir();
@@ -125,9 +125,11 @@ describe("shutdown with a blocked sink", () => {
     await writeJournal(journal, sequenceEntries(1, 100));
     const fifo = join(dir, "sink.fifo");
     expect(await Bun.spawn(["mkfifo", fifo]).exited).toBe(0);
-    const config = writeConfig({ dir, source: { directory: journal, start_at: "head" }, out: fifo, shutdownTimeout: "1s" });
+    const config = writeConfig({ dir, source: { directory: journal, start_at: "head" }, out: fifo, shutdownTimeout: "1s", api: "127.0.0.1:0" });
     let agent = new RunningAgent(config);
-    await waitFor("the reader to start", () => agent.entries().some((e) => /reads the journal/.test(e.msg)), 10_000);
+    const api = await apiOf(agent);
+    // The warning below is about records held unacknowledged, so wait until all 100 are read and none acknowledged.
+    await waitFor("100 records read", async () => metricValue(await (await fetch(`${api}/metrics`)).text(), "nagare_source_read_records_total", 'source="journal"') === 100, 10_000);
     const stopping = performance.now();
     expect(await agent.stop(15_000)).toBe(0);
     expect(performance.now() - stopping).toBeLessThan(8_000);
