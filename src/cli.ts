@@ -11,7 +11,8 @@ import { probeConfig } from "./config/connect.ts";
 import { printSchema } from "./config/json-schema.ts";
 import type { Config } from "./config/schema.ts";
 import { CheckpointStore } from "./core/checkpoint-store.ts";
-import { describeError } from "./core/errors.ts";
+import { DataDirLock } from "./core/data-dir-lock.ts";
+import { describeError, NagareError } from "./core/errors.ts";
 import { Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
 
@@ -51,7 +52,8 @@ async function run(options: { config?: string }): Promise<void> {
     agent.start();
   } catch (err) {
     log.error(`nagare cannot start: ${describeError(err)}.`);
-    process.exit(1);
+    // A checkpoint from a newer version is a decision for the operator, like a bad config: retrying cannot help.
+    process.exit(err instanceof NagareError && err.code === "CHECKPOINT_UNSUPPORTED" ? EX_CONFIG : 1);
   }
   const exhaustion = setInterval(() => {
     if (!stopping && agent.exhausted) {
@@ -73,9 +75,11 @@ async function validate(options: { config?: string; connect?: boolean }): Promis
   if (probes.some((p) => !p.ok)) process.exit(EX_CONFIG);
 }
 
-function checkpoints(options: { config?: string; json?: boolean }): void {
+function checkpoints(options: { config?: string; json?: boolean; reset?: string[] }): void {
   const { config } = loadOrExit(options.config);
-  const saved = new CheckpointStore(config.data_dir).list();
+  const store = new CheckpointStore(config.data_dir);
+  if (options.reset !== undefined) return resetCheckpoints(config, store, options.reset);
+  const saved = store.list();
   if (options.json) {
     process.stdout.write(`${JSON.stringify(saved.map((s) => s.checkpoint ?? { file: s.file, problem: s.problem }))}\n`);
     return;
@@ -87,6 +91,30 @@ function checkpoints(options: { config?: string; json?: boolean }): void {
   for (const { file, checkpoint, problem } of saved) {
     if (checkpoint === undefined) process.stdout.write(`${file}: unusable (${problem})\n`);
     else process.stdout.write(`${checkpoint.source}\t${checkpoint.type}\t${checkpoint.saved_at}\t${JSON.stringify(checkpoint.position)}\n`);
+  }
+}
+
+/** Drops saved positions while no agent runs on the data dir: those sources then start as configured by start_at. */
+function resetCheckpoints(config: Config, store: CheckpointStore, sources: string[]): void {
+  const unknown = sources.filter((s) => !(s in config.sources) && !store.list().some((c) => c.file === store.pathOf(s)));
+  if (unknown.length > 0) {
+    process.stderr.write(`no source named ${unknown.join(", ")} in the config and no checkpoint file for it in ${store.dir}\n`);
+    process.exit(EX_CONFIG);
+  }
+  const lock = new DataDirLock(config.data_dir);
+  try {
+    lock.acquire();
+  } catch (err) {
+    process.stderr.write(`cannot reset checkpoints: ${describeError(err)}; stop that agent first\n`);
+    process.exit(1);
+  }
+  try {
+    for (const source of sources) {
+      const removed = store.reset(source);
+      process.stdout.write(removed ? `${source}: checkpoint removed; the source starts as configured by start_at on the next run\n` : `${source}: no checkpoint saved\n`);
+    }
+  } finally {
+    lock.release();
   }
 }
 
@@ -110,6 +138,7 @@ program
   .description("print the saved positions of every source")
   .option(...configOption)
   .option("--json", "print JSON instead of one line per source")
+  .option("--reset <source...>", "remove these sources' checkpoints (the agent must be stopped); they then start as configured by start_at")
   .action(checkpoints);
 program
   .command("version")

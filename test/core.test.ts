@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckTracker } from "../src/core/ack-tracker.ts";
@@ -7,6 +7,8 @@ import { Batch } from "../src/core/batch.ts";
 import { Batcher } from "../src/core/batcher.ts";
 import { MemoryBuffer } from "../src/core/buffer.ts";
 import { CheckpointStore } from "../src/core/checkpoint-store.ts";
+import { DataDirLock } from "../src/core/data-dir-lock.ts";
+import { NagareError } from "../src/core/errors.ts";
 import { encodeFieldsJson } from "../src/core/json.ts";
 import { Backoff } from "../src/core/backoff.ts";
 import type { SendResult, Sink } from "../src/core/component.ts";
@@ -225,18 +227,77 @@ describe("checkpoint store", () => {
     expect(readdirSync(store.dir)).toEqual(["journal.json"]);
     const parsed = JSON.parse(readFileSync(path, "utf8"));
     expect(parsed).toMatchObject({ version: 1, source: "journal", type: "journald", position: { cursor: "s=2" } });
-    expect(store.load("journal", () => {})?.position).toEqual({ cursor: "s=2" });
+    expect(store.load("journal")).toMatchObject({ kind: "saved", checkpoint: { position: { cursor: "s=2" } } });
   });
 
-  test("a corrupt checkpoint is moved aside and reported", () => {
+  test("saves that overlap use their own temp files; a temp file left by a crash is removed by prepare()", async () => {
     const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
     const store = new CheckpointStore(dir);
     store.prepare();
-    writeFileSync(store.pathOf("journal"), "{not json");
-    const reports: string[] = [];
-    expect(store.load("journal", (_p, _m, reason) => reports.push(reason))).toBeUndefined();
-    expect(reports).toEqual(["not valid JSON"]);
-    expect(readdirSync(store.dir).some((n) => n.startsWith("journal.json.corrupt-"))).toBe(true);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => store.save("journal", "journald", { cursor: `s=${i}` })));
+    expect(readdirSync(store.dir)).toEqual(["journal.json"]);
+    writeFileSync(`${store.pathOf("journal")}.tmp-999-1`, "{");
+    store.prepare();
+    expect(readdirSync(store.dir)).toEqual(["journal.json"]);
+  });
+
+  test("an empty, truncated or corrupt checkpoint is moved aside and reported as lost", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const store = new CheckpointStore(dir);
+    store.prepare();
+    const cases: [string, string][] = [
+      ["", "empty"],
+      ['{"version":1,"source":"journal","type":"journald","pos', "not valid JSON"],
+      ["{not json", "not valid JSON"],
+      ['{"version":0,"source":"journal","position":1}', "unsupported version 0 (expected 1)"],
+      ['{"version":1,"source":"other","position":1}', 'belongs to source "other"'],
+    ];
+    for (const [text, reason] of cases) {
+      writeFileSync(store.pathOf("journal"), text);
+      expect(store.load("journal")).toMatchObject({ kind: "lost", reason });
+      expect(existsSync(store.pathOf("journal"))).toBe(false);
+    }
+    expect(readdirSync(store.dir).filter((n) => n.startsWith("journal.json.corrupt-")).length).toBeGreaterThan(0);
+    expect(store.load("journal")).toEqual({ kind: "none" });
+  });
+
+  test("a checkpoint of a newer format version is refused by its version alone and left in place", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const store = new CheckpointStore(dir);
+    store.prepare();
+    for (const text of ['{"version":2,"shape":"anything else"}', '{"version": 3, "source": "journal", "position": [tr']) {
+      writeFileSync(store.pathOf("journal"), text);
+      let error: unknown;
+      try {
+        store.load("journal");
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(NagareError);
+      expect((error as NagareError).code).toBe("CHECKPOINT_UNSUPPORTED");
+      expect((error as Error).message).toContain(store.pathOf("journal"));
+      expect((error as Error).message).toContain("nagare checkpoints --reset journal");
+      expect(() => store.assertSupported(["other", "journal"])).toThrow(/newer nagare/);
+      expect(readFileSync(store.pathOf("journal"), "utf8")).toBe(text);
+    }
+    expect(store.list()[0]!.problem).toMatch(/newer nagare \(format version 3/);
+    expect(store.reset("journal")).toBe(true);
+    expect(store.reset("journal")).toBe(false);
+    expect(store.load("journal")).toEqual({ kind: "none" });
+  });
+});
+
+describe("data directory lock", () => {
+  test("a second holder is refused, naming the first one's pid; released, it can be taken again", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const first = new DataDirLock(join(dir, "data"));
+    const second = new DataDirLock(join(dir, "data"));
+    first.acquire();
+    expect(() => second.acquire()).toThrow(new RegExp(`in use by another nagare \\(pid ${process.pid}\\)`));
+    first.release();
+    second.acquire();
+    expect(readFileSync(second.path, "utf8")).toBe(`${process.pid}\n`);
+    second.release();
   });
 });
 

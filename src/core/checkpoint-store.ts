@@ -2,9 +2,13 @@
  * One checkpoint file per source in `<data_dir>/checkpoints/<source>.json`, versioned JSON, mode 0600.
  * Written atomically: temp file → fsync → rename → fsync of the directory, so a crash at any moment leaves
  * either the old or the new checkpoint, never a torn one.
+ *
+ * Loading never turns a checkpoint it cannot use into a skip: a file from a newer format version is refused
+ * (the agent will not run until the operator decides), and an empty, truncated or corrupt one makes the source
+ * start from the oldest position it can read — duplicates, never loss — instead of from `start_at`.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
-import { open, rename } from "node:fs/promises";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { NagareError } from "./errors.ts";
 
@@ -17,6 +21,16 @@ export interface SavedCheckpoint {
   saved_at: string;
   position: unknown;
 }
+
+/** What loading a source's checkpoint found. */
+export type LoadedCheckpoint =
+  | { kind: "none" }
+  | { kind: "saved"; checkpoint: SavedCheckpoint }
+  /** The file was unusable and moved aside: the source must start from the oldest position it can read. */
+  | { kind: "lost"; reason: string; movedTo: string };
+
+const TEMP_MARK = ".tmp-";
+let tempSeq = 0;
 
 export class CheckpointStore {
   readonly dir: string;
@@ -32,27 +46,45 @@ export class CheckpointStore {
     } catch (err) {
       throw new NagareError("CHECKPOINT_IO", `cannot create the checkpoint directory ${this.dir}`, { cause: err });
     }
+    // Temp files of a writer that died between write and rename; the data dir lock says no writer is alive.
+    for (const name of readdirSync(this.dir)) if (name.includes(TEMP_MARK)) rmSync(join(this.dir, name), { force: true });
   }
 
   /**
-   * The saved checkpoint of a source, or undefined when there is none. A file that cannot be parsed is moved
-   * aside (kept for inspection) and reported through `onCorrupt`; the source then starts as if new.
+   * Throws CHECKPOINT_UNSUPPORTED for the first source whose checkpoint a newer nagare wrote. Called before any
+   * source starts, so that the agent refuses to run rather than run some sources and not others.
    */
-  load(source: string, onCorrupt: (path: string, movedTo: string, reason: string) => void): SavedCheckpoint | undefined {
-    const path = this.pathOf(source);
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw new NagareError("CHECKPOINT_IO", `cannot read the checkpoint ${path}`, { cause: err });
+  assertSupported(sources: readonly string[]): void {
+    for (const source of sources) {
+      const path = this.pathOf(source);
+      const version = newerVersionOf(this.readText(path) ?? "");
+      if (version !== undefined) throw unsupported(path, source, version);
     }
+  }
+
+  /** Removes a source's checkpoint (the operator's way out); false when there was none. */
+  reset(source: string): boolean {
+    const path = this.pathOf(source);
+    const existed = this.readText(path) !== undefined;
+    rmSync(path, { force: true });
+    return existed;
+  }
+
+  /**
+   * The saved checkpoint of a source. A file of a newer format version throws CHECKPOINT_UNSUPPORTED and is
+   * left in place; any other unusable file is moved aside (kept for inspection) and reported as lost.
+   */
+  load(source: string): LoadedCheckpoint {
+    const path = this.pathOf(source);
+    const text = this.readText(path);
+    if (text === undefined) return { kind: "none" };
+    const version = newerVersionOf(text);
+    if (version !== undefined) throw unsupported(path, source, version);
     const reason = checkpointProblem(text, source);
-    if (reason === undefined) return JSON.parse(text) as SavedCheckpoint;
+    if (reason === undefined) return { kind: "saved", checkpoint: JSON.parse(text) as SavedCheckpoint };
     const movedTo = `${path}.corrupt-${Date.now()}`;
     renameSync(path, movedTo);
-    onCorrupt(path, movedTo, reason);
-    return undefined;
+    return { kind: "lost", reason, movedTo };
   }
 
   /** Every saved checkpoint, for `nagare checkpoints`. */
@@ -65,8 +97,9 @@ export class CheckpointStore {
     }
     return names.map((name) => {
       const file = join(this.dir, name);
-      const text = readFileSync(file, "utf8");
-      const problem = checkpointProblem(text, name.slice(0, -".json".length));
+      const text = this.readText(file) ?? "";
+      const version = newerVersionOf(text);
+      const problem = version !== undefined ? `written by a newer nagare (format version ${version}; this one reads ${CHECKPOINT_VERSION})` : checkpointProblem(text, name.slice(0, -".json".length));
       return problem === undefined ? { file, checkpoint: JSON.parse(text) as SavedCheckpoint } : { file, checkpoint: undefined, problem };
     });
   }
@@ -74,7 +107,7 @@ export class CheckpointStore {
   async save(source: string, type: string, position: unknown): Promise<void> {
     const body: SavedCheckpoint = { version: CHECKPOINT_VERSION, source, type, saved_at: new Date().toISOString(), position };
     const path = this.pathOf(source);
-    const temp = `${path}.tmp`;
+    const temp = `${path}${TEMP_MARK}${process.pid}-${++tempSeq}`;
     try {
       const file = await open(temp, "w", 0o600);
       try {
@@ -91,7 +124,18 @@ export class CheckpointStore {
         await dir.close();
       }
     } catch (err) {
+      await rm(temp, { force: true }).catch(() => {});
       throw new NagareError("CHECKPOINT_IO", `cannot write the checkpoint ${path}`, { cause: err, retryable: true });
+    }
+  }
+
+  /** The file's text, or undefined when it does not exist. */
+  private readText(path: string): string | undefined {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new NagareError("CHECKPOINT_IO", `cannot read the checkpoint ${path}`, { cause: err });
     }
   }
 
@@ -100,7 +144,31 @@ export class CheckpointStore {
   }
 }
 
+/**
+ * The format version when it is newer than this agent reads, decided by the `version` field alone: a newer
+ * format may change anything else, so nothing else is checked first. A file that is not JSON at all is still
+ * asked for a leading `"version": N`, the one thing every format version writes first.
+ */
+function newerVersionOf(text: string): number | undefined {
+  let version: unknown;
+  try {
+    version = (JSON.parse(text) as { version?: unknown } | null)?.version;
+  } catch {
+    version = /^\s*\{\s*"version"\s*:\s*(\d+)/.exec(text)?.[1];
+    if (version !== undefined) version = Number(version);
+  }
+  return typeof version === "number" && Number.isInteger(version) && version > CHECKPOINT_VERSION ? version : undefined;
+}
+
+function unsupported(path: string, source: string, version: number): NagareError {
+  return new NagareError(
+    "CHECKPOINT_UNSUPPORTED",
+    `the checkpoint ${path} was written by a newer nagare (format version ${version}; this one reads ${CHECKPOINT_VERSION}) and is left as it is; run that newer version, or run \`nagare checkpoints --reset ${source}\` to drop it (source ${source} then starts as configured by start_at)`,
+  );
+}
+
 function checkpointProblem(text: string, source: string): string | undefined {
+  if (text.trim() === "") return "empty";
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -10,6 +10,11 @@ import type { Metrics } from "../observe/metrics.ts";
 export interface SourceContext {
   /** The position saved for this source by an earlier run, or undefined on first start. */
   readonly saved: unknown;
+  /**
+   * The saved position was lost (an unusable checkpoint file): start from the oldest position the source can
+   * read, whatever start_at says, so that nothing after the lost position is skipped.
+   */
+  readonly fromOldest: boolean;
   /** Hands one record to the pipeline. It counts against the buffer from now until it is done. */
   emit(record: LogRecord): void;
   /** Undefined when the source may keep reading; otherwise resolves when the buffer has room again. */

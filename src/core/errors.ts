@@ -14,6 +14,8 @@ export const ERROR_CODES = [
   "TIMEOUT", // a bounded wait expired
   "CANCELLED", // a wait was cut short because the agent is stopping
   "CHECKPOINT_IO", // a checkpoint could not be read or written
+  "CHECKPOINT_UNSUPPORTED", // a checkpoint was written by a newer format version; the operator decides
+  "DATA_DIR_LOCKED", // another agent holds the data directory
   "INTERNAL", // a broken invariant inside the agent (a bug)
 ] as const;
 

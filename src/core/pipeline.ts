@@ -15,6 +15,7 @@ import type { BatchLimits } from "./batcher.ts";
 import { MemoryBuffer } from "./buffer.ts";
 import { CheckpointStore } from "./checkpoint-store.ts";
 import type { Sink, Source } from "./component.ts";
+import { DataDirLock } from "./data-dir-lock.ts";
 import { DeadLetterFile } from "./dead-letter.ts";
 import { describeError, NagareError } from "./errors.ts";
 import { MemoryGuard } from "./memory-guard.ts";
@@ -58,6 +59,7 @@ export class Pipeline implements LaneHost {
   private readonly lanes = new Map<string, SourceLane>();
   private readonly drivers = new Map<string, SinkDriver>();
   private readonly deadLetters: DeadLetterFile;
+  private readonly lock: DataDirLock;
   private routes: ReadonlyMap<string, readonly string[]>;
   private hold: { promise: Promise<void>; release: () => void } | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
@@ -82,12 +84,20 @@ export class Pipeline implements LaneHost {
     this.earlySaveBytes = Math.max(1, Math.floor(options.bufferMaxBytes / 4));
     this.memory = new MemoryGuard(Math.floor(options.bufferMaxBytes * 1.25), Math.floor(options.bufferMaxBytes / 4));
     this.checkpoints = new CheckpointStore(options.dataDir);
+    this.lock = new DataDirLock(options.dataDir);
     this.deadLetters = new DeadLetterFile(options.dataDir);
   }
 
   /** Loads checkpoints and starts every source and sink. Throws when the data dir is unusable. */
   start(): void {
-    this.checkpoints.prepare();
+    this.lock.acquire();
+    try {
+      this.checkpoints.prepare();
+      this.checkpoints.assertSupported(this.sources.map((s) => s.name));
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
     for (const sink of this.sinks) this.addDriver(sink);
     for (const source of this.sources) this.addLane(source);
     this.checkpointTimer = setInterval(() => void this.writeCheckpoints(), this.options.checkpointIntervalMs);
@@ -144,6 +154,7 @@ export class Pipeline implements LaneHost {
     this.stopCollecting();
     await this.checkpointWrite;
     await this.writeCheckpoints();
+    this.lock.release();
     return left;
   }
 
@@ -243,10 +254,12 @@ export class Pipeline implements LaneHost {
   }
 
   private addLane(source: Source): void {
-    const saved = this.checkpoints.load(source.name, (path, movedTo, reason) =>
-      this.log.error(`The checkpoint ${path} is unusable (${reason}); it was moved to ${movedTo} and source ${source.name} starts as configured by start_at.`),
-    )?.position;
-    const lane = new SourceLane(source, saved, this, this.driversFor(source.name), this.options.metrics, this.log, this.options.batch);
+    const loaded = this.checkpoints.load(source.name);
+    if (loaded.kind === "lost") {
+      this.log.error(`The checkpoint of source ${source.name} is unusable (${loaded.reason}); it was moved to ${loaded.movedTo}, and the source reads again from the oldest position it can, so records since the lost position are shipped again rather than skipped.`);
+    }
+    const saved = loaded.kind === "saved" ? loaded.checkpoint.position : undefined;
+    const lane = new SourceLane(source, saved, loaded.kind === "lost", this, this.driversFor(source.name), this.options.metrics, this.log, this.options.batch);
     this.lanes.set(source.name, lane);
     lane.start();
   }

@@ -45,6 +45,7 @@ export class SourceLane implements SourceContext {
   constructor(
     readonly source: Source,
     readonly saved: unknown,
+    readonly fromOldest: boolean,
     private readonly host: LaneHost,
     /** The sinks this source's batches go to; replaced when a reload changes the routes. */
     public sinks: readonly SinkDriver[],

@@ -163,7 +163,7 @@ export class DockerSource implements Source {
       if (this.tailers.has(path)) continue;
       const stream = containerIdOf(path);
       const saved = this.saved[stream];
-      const start = saved !== undefined ? { stream, identity: saved.identity, offset: saved.offset, modifiedMs: saved.modifiedMs ?? 0 } : atStartup && this.config.start_at === "tail" ? "tail" : undefined;
+      const start = saved !== undefined ? { stream, identity: saved.identity, offset: saved.offset, modifiedMs: saved.modifiedMs ?? 0 } : atStartup && this.config.start_at === "tail" && !ctx.fromOldest ? "tail" : undefined;
       const format = this.config.format === "auto" ? undefined : this.config.format;
       this.tailers.set(path, new Tailer(path, stream, format, this.config.max_line_bytes, start));
     }

@@ -88,7 +88,7 @@ export class JournaldSource implements Source {
     if (c.file !== undefined) return this.openFile(ctx, c.file);
     const journalctl = { program: c.journalctl, directory: c.directory, matches: c.matches };
     const gateway = c.url === undefined ? undefined : { url: c.url, timeoutMs: c.connect_timeout, signal: this.stopSignal.signal };
-    if (this.resumeCursor === undefined && c.start_at === "tail" && !this.tailResolved) {
+    if (this.resumeCursor === undefined && c.start_at === "tail" && !ctx.fromOldest && !this.tailResolved) {
       // Follow from the newest entry's cursor, dropping that entry: exact even while the journal grows.
       this.resumeCursor = gateway ? await gatewayTailCursor(gateway) : await tailCursor(journalctl, c.connect_timeout);
       this.tailResolved = true;
