@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
 import { readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeConfig } from "./support/config.ts";
+import { writeDockerConfig } from "./support/docker-config.ts";
+import { jsonFileEntry } from "./support/docker-writer.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -74,6 +76,25 @@ describe("checkpoints nagare cannot use", () => {
       expect(readFileSync(join(dir, "data", "checkpoints", aside[0]!), "utf8")).toBe(text);
     });
   }
+});
+
+describe("a lost container checkpoint", () => {
+  test("an empty checkpoint with start_at: tail: every line of every container file is shipped", async () => {
+    const dir = caseDir();
+    const root = join(dir, "containers");
+    const id = "c".repeat(64);
+    mkdirSync(join(root, id), { recursive: true });
+    const time = new Date().toISOString();
+    const lines = range(1, 500).map((n) => jsonFileEntry(new TextEncoder().encode(`seq=${n}\n`), "stdout", time));
+    writeFileSync(join(root, id, `${id}-json.log`), Buffer.concat(lines));
+    mkdirSync(join(dir, "data", "checkpoints"), { recursive: true });
+    writeFileSync(join(dir, "data", "checkpoints", "containers.json"), "");
+    const agent = new RunningAgent(writeDockerConfig({ dir, root, source: { start_at: "tail" } }));
+    const out = join(dir, "out.jsonl");
+    await waitFor("500 lines", () => readJsonLines(out).length >= 500, 20_000);
+    expect(await agent.stop()).toBe(0);
+    expect(readJsonLines(out).map((r) => String(r.log))).toEqual(range(1, 500).map((n) => `seq=${n}`));
+  });
 });
 
 describe("one agent per data_dir", () => {
