@@ -38,6 +38,7 @@ export function buildPipeline(config: Config, log: Logger, metrics: Metrics): Pi
       bufferMaxBytes: config.buffer.max_bytes,
       batch: { maxBytes: config.buffer.batch_max_bytes, maxRecords: config.buffer.batch_max_records, timeoutMs: config.buffer.batch_timeout },
       checkpointIntervalMs: config.checkpoint_interval,
+      deadLetter: { maxBytes: config.dead_letter.max_bytes, maxFiles: config.dead_letter.max_files },
       routes: routesOf(config),
       log,
       metrics,
@@ -127,7 +128,7 @@ export class Agent {
     }
     const next = result.config;
     const problems = environmentProblems(next);
-    const inPlace = same(next.data_dir, this.config.data_dir) && same(next.buffer, this.config.buffer) && same(next.checkpoint_interval, this.config.checkpoint_interval);
+    const inPlace = same(next.data_dir, this.config.data_dir) && same(next.buffer, this.config.buffer) && same(next.checkpoint_interval, this.config.checkpoint_interval) && same(next.dead_letter, this.config.dead_letter);
     let plan: Reconfiguration | undefined;
     try {
       plan = inPlace ? this.planReconfiguration(next) : undefined;

@@ -2,7 +2,8 @@
  * `nagare validate --connect`: a reachability probe of every destination and network source of a config, each
  * reported on its own line. Kafka brokers get a TCP connection (and the TLS handshake when `tls` is set);
  * forward servers get what the sink does (TCP or TLS, and the shared-key handshake); a journal gateway gets an
- * HTTP request for its newest entry. Every probe is bounded by a timeout.
+ * HTTP request for its newest entry. Every probe is bounded by a timeout. A gateway URL is named in its line with
+ * any password redacted.
  */
 import { connect as connectTcp } from "node:net";
 import { connect as connectTls } from "node:tls";
@@ -11,6 +12,7 @@ import type { TlsConfig } from "./types.ts";
 import { tlsClientOptions } from "./tls.ts";
 import type { ForwardServerConfig, ForwardSinkConfig } from "../sinks/forward/config.ts";
 import { ForwardConnection } from "../sinks/forward/connection.ts";
+import { redact } from "../observe/redact.ts";
 
 export interface ProbeResult {
   ok: boolean;
@@ -30,7 +32,7 @@ export async function probeConfig(config: Config, timeoutMs = 5000): Promise<Pro
       for (const server of sink.servers) probes.push(probeForward(`sinks.${name}: server ${server.host}:${server.port}`, server, { ...sink, connect_timeout: Math.min(sink.connect_timeout, timeoutMs) }));
     }
   }
-  return Promise.all(probes);
+  return (await Promise.all(probes)).map((p) => ({ ok: p.ok, line: redact(p.line) }));
 }
 
 function probeTcp(what: string, address: string, tls: TlsConfig | undefined, timeoutMs: number): Promise<ProbeResult> {

@@ -52,6 +52,18 @@ export const configSchema = z
       })
       .prefault({} as never)
       .describe("What /health checks."),
+    dead_letter: z
+      .strictObject({
+        max_bytes: size("A sink's dead-letter file is rotated before a write would take it past this size.", "100MiB"),
+        max_files: z
+          .number()
+          .int()
+          .min(2)
+          .default(5)
+          .describe("Dead-letter files kept per sink, the current one included; the oldest beyond this is deleted (its records are lost, logged as an ERROR)."),
+      })
+      .prefault({} as never)
+      .describe("Records a destination refused permanently, one JSON object per line in `dead-letter/<sink>.jsonl` under data_dir."),
     log: z
       .strictObject({
         level: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Lowest level of the agent's own log."),

@@ -35,6 +35,8 @@ export interface PipelineOptions {
   metrics: Metrics;
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Rotation of the dead-letter files (config `dead_letter`). */
+  deadLetter?: { maxBytes: number; maxFiles: number };
 }
 
 /** A reload that keeps the buffer and checkpoint settings: which components stay, which are new. */
@@ -85,7 +87,7 @@ export class Pipeline implements LaneHost {
     this.memory = new MemoryGuard(Math.floor(options.bufferMaxBytes * 1.25), Math.floor(options.bufferMaxBytes / 4));
     this.checkpoints = new CheckpointStore(options.dataDir);
     this.lock = new DataDirLock(options.dataDir);
-    this.deadLetters = new DeadLetterFile(options.dataDir);
+    this.deadLetters = new DeadLetterFile(options.dataDir, { ...options.deadLetter, log: this.log, metrics: options.metrics });
   }
 
   /** Loads checkpoints and starts every source and sink. Throws when the data dir is unusable. */

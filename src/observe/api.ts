@@ -1,9 +1,11 @@
 /**
  * The agent's HTTP API: GET /metrics (Prometheus text format), GET /health (200 or 503 with a JSON body saying
  * which sink stalls and why), POST /reload (same as SIGHUP; 200 when applied, 422 with the problems when not).
+ * Error texts in the JSON bodies may name a URL; its credentials are redacted like in the log.
  */
 import type { Server } from "bun";
 import type { Logger } from "./log.ts";
+import { redactingReplacer } from "./redact.ts";
 
 export interface HealthReport {
   healthy: boolean;
@@ -51,11 +53,11 @@ async function route(req: Request, handlers: ApiHandlers, log: Logger): Promise<
     }
     if (path === "/health" && req.method === "GET") {
       const report = handlers.health();
-      return Response.json(report.body, { status: report.healthy ? 200 : 503 });
+      return json(report.body, report.healthy ? 200 : 503);
     }
     if (path === "/reload" && req.method === "POST") {
       const result = await handlers.reload();
-      return Response.json(result, { status: result.applied ? 200 : 422 });
+      return json(result, result.applied ? 200 : 422);
     }
     if (["/metrics", "/health", "/reload"].includes(path)) return new Response("method not allowed\n", { status: 405 });
     return new Response("not found: try /metrics, /health or POST /reload\n", { status: 404 });
@@ -63,4 +65,8 @@ async function route(req: Request, handlers: ApiHandlers, log: Logger): Promise<
     log.limited("error", "api", `The API failed to answer ${req.method} ${path}: ${(err as Error).message}.`);
     return new Response("internal error\n", { status: 500 });
   }
+}
+
+function json(body: unknown, status: number): Response {
+  return new Response(JSON.stringify(body, redactingReplacer), { status, headers: { "content-type": "application/json;charset=utf-8" } });
 }

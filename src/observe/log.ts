@@ -2,8 +2,10 @@
  * The agent's own log: one JSON object per line on stderr. Messages are full sentences; WARN means nothing
  * was lost, ERROR means data was lost or the agent cannot do its job. Repeated messages under the same key are
  * rate-limited: the first is written, the rest are counted and reported with the next one let through.
+ * Credentials in URLs are redacted from every message and string field (./redact.ts).
  */
-import { writeSync } from "node:fs";
+import { LogOutput } from "./log-output.ts";
+import { redactingReplacer } from "./redact.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -18,7 +20,7 @@ interface Throttle {
 /** What a logger and all its children share: the level, the output and the throttles. */
 interface LogSink {
   minRank: number;
-  fd: number;
+  output: LogOutput;
   now: () => number;
   throttles: Map<string, Throttle>;
 }
@@ -28,7 +30,7 @@ export class Logger {
   private readonly bindings: LogFields;
 
   constructor(level: LogLevel = "info", options: { fd?: number; now?: () => number } = {}, parent?: { shared: LogSink; bindings: LogFields }) {
-    this.shared = parent?.shared ?? { minRank: RANK[level], fd: options.fd ?? 2, now: options.now ?? Date.now, throttles: new Map() };
+    this.shared = parent?.shared ?? { minRank: RANK[level], output: LogOutput.of(options.fd ?? 2), now: options.now ?? Date.now, throttles: new Map() };
     this.bindings = parent?.bindings ?? {};
   }
 
@@ -66,17 +68,7 @@ export class Logger {
 
   private write(level: LogLevel, msg: string, fields: LogFields | undefined): void {
     if (RANK[level] < this.shared.minRank) return;
-    const line = JSON.stringify({ ts: new Date(this.shared.now()).toISOString(), level, msg, ...this.bindings, ...fields }, jsonSafe);
-    try {
-      writeSync(this.shared.fd, `${line}\n`);
-    } catch {
-      // stderr closed or full: the agent must keep shipping; its own log is best effort.
-    }
+    const line = JSON.stringify({ ts: new Date(this.shared.now()).toISOString(), level, msg, ...this.bindings, ...fields }, redactingReplacer);
+    this.shared.output.write(`${line}\n`);
   }
-}
-
-function jsonSafe(_key: string, value: unknown): unknown {
-  if (typeof value === "bigint") return value.toString();
-  if (value instanceof Error) return value.message;
-  return value;
 }

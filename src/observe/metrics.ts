@@ -5,6 +5,8 @@
  * filled in by collectors just before rendering.
  */
 import { readdirSync } from "node:fs";
+import { LogOutput } from "./log-output.ts";
+import { redact } from "./redact.ts";
 
 export type Labels = Record<string, string>;
 
@@ -75,7 +77,7 @@ export class Metrics {
     return `${lines.join("\n")}\n`;
   }
 
-  /** The standard process_* metrics every Prometheus client exports. */
+  /** The standard process_* metrics every Prometheus client exports, and the agent's own log. */
   private collectProcess(): void {
     const cpu = process.cpuUsage();
     this.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.").value = (cpu.user + cpu.system) / 1e6;
@@ -88,6 +90,7 @@ export class Metrics {
       // not Linux: leave 0
     }
     this.gauge("process_open_fds", "Number of open file descriptors.").value = fds;
+    this.counter("nagare_log_dropped_lines_total", "Lines of the agent's own log dropped because its output (stderr) was not being read.").value = LogOutput.droppedLines;
   }
 
   private series(kind: Family["kind"], name: string, help: string, labels: Labels, buckets?: readonly number[]): Series | HistogramSeries {
@@ -140,6 +143,6 @@ function labelKey(labels: Labels): string {
 function formatLabels(labels: Labels): string {
   const keys = Object.keys(labels);
   if (keys.length === 0) return "";
-  const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+  const escape = (v: string) => redact(v).replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
   return `{${keys.map((k) => `${k}="${escape(labels[k] ?? "")}"`).join(",")}}`;
 }
