@@ -100,7 +100,7 @@ test("the leader down for 60 s while the journal grows: readers pause, memory st
       next += 900;
       await Bun.sleep(Math.max(0, 1000 - (performance.now() - started)));
     }
-    expect(agent.entries().some((e) => /buffer is full/.test(e.msg))).toBe(true);
+    await waitFor("the readers to pause on a full buffer", () => agent.entries().some((e) => /buffer is full/.test(e.msg)), 30_000);
     const duringOutage = memoryOf(agent.pid).hwm;
     await cluster.command("up 1");
     const total = next - 1;

@@ -87,7 +87,10 @@ describe("journal to Kafka", () => {
       const journal = join(dir, "journal");
       await writeJournal(journal, sequenceEntries(1, 50));
       await cluster.command("errors Produce 3 REQUEST_TIMED_OUT NOT_ENOUGH_REPLICAS LEADER_NOT_AVAILABLE");
-      const config = writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs" });
+      // The counts of failed attempts below hold for one batch holding every new entry: seal batches by count, not
+      // by a timeout that a slow journalctl could hit halfway through its output.
+      const inOneBatch = (records: number) => ({ buffer: { max_bytes: "8MiB", batch_max_records: records, batch_timeout: "10m" } });
+      const config = writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs", top: inOneBatch(50) });
       let agent = new RunningAgent(config);
       await waitFor("50 messages", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 50, 30_000);
       expect(await agent.stop()).toBe(0);
@@ -100,7 +103,7 @@ describe("journal to Kafka", () => {
       // Six refusals: the batch of 20, then the first half of each refused piece (10, 5, 3, 2), then 51 alone.
       await cluster.command("errors Produce 6 MESSAGE_TOO_LARGE");
       await writeJournal(journal, sequenceEntries(51, 20));
-      agent = new RunningAgent(config);
+      agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic: "logs", top: inOneBatch(20) }));
       await waitFor("the rest of the batch", async () => (await consumeAll(cluster.bootstrap, "logs")).length >= 69, 30_000);
       expect(await agent.stop()).toBe(0);
       const letters = readDeadLetters(dir);

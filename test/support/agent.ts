@@ -56,8 +56,12 @@ export class RunningAgent {
     return this.proc.pid;
   }
 
+  /** The exit status, once the agent's log is read to its end: entries() is complete when this resolves. */
   get exited(): Promise<number> {
-    return this.proc.exited;
+    return this.proc.exited.then(async (code) => {
+      await this.logDone;
+      return code;
+    });
   }
 
   get stdout(): ReadableStream<Uint8Array> {
