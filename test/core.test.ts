@@ -164,6 +164,25 @@ describe("sink driver", () => {
     await driver.stop();
   });
 
+  test("once the destination takes a retried batch again, the other failed ones go at once, not after the outage's delay", async () => {
+    const sink = new ScriptedSink(2);
+    const done: Batch[] = [];
+    // Every retry waits 3–6 s (equal jitter of 6 s), so a batch sent again within 2 s did not wait for a delay.
+    const driver = new SinkDriver(sink, new DeadLetterFile(driverDir.path), new Logger("error"), new Metrics(), { retryInitialMs: 6000, retryMaxMs: 6000 });
+    const batches = Array.from({ length: 2 }, (_, i) => batch([record("a", 200 + i)], [sink.name], (b) => done.push(b)));
+    for (const b of batches) driver.enqueue(b);
+    sink.reply(0, { status: "retry", error: new Error("down") });
+    sink.reply(1, { status: "retry", error: new Error("down") });
+    await waitFor("batch 0 sent again after the delay", () => sink.open().includes(0), 10_000);
+    sink.reply(0, { status: "delivered" });
+    const back = performance.now();
+    await waitFor("batch 1 sent again", () => sink.open().includes(1), 10_000);
+    expect(performance.now() - back).toBeLessThan(2000);
+    sink.reply(1, { status: "delivered" });
+    await waitFor("both settled", () => done.length === 2);
+    await driver.stop();
+  });
+
   test("stop() aborts the deliveries' signal and returns although an attempt never answers", async () => {
     const sink = new ScriptedSink(2);
     const { driver, batches } = driverWith(sink);

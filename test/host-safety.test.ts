@@ -114,6 +114,7 @@ describe("one agent per data_dir", () => {
       expect(second.stderr).toContain(`in use by another nagare (pid ${first.pid})`);
       expect(readJsonLines(join(dir, "second.jsonl"))).toEqual([]);
 
+      await waitFor("the first agent's checkpoint", () => existsSync(checkpointPath(dir)), 10_000);
       const reset = await runCli(["checkpoints", "-c", secondConfig, "--reset", "journal"]);
       expect(reset.code).not.toBe(0);
       expect(reset.stderr).toContain("stop that agent first");

@@ -183,6 +183,10 @@ export class SinkDriver {
     if (this.backoff.attempts > 0 && this.failed.length === 0) {
       this.log.info(`Sink ${this.sink.name} delivers again after ${this.backoff.attempts} failed attempts.`);
       this.backoff.reset();
+    } else if (this.failed.length > 0) {
+      // The destination took a batch again: the next failed one goes at once rather than sit out the delay
+      // of the outage; should it fail, the backoff goes on from where it was.
+      this.retryDelay = 0;
     }
     this.counters.queued.value--;
     if (delivery.charged > 0) this.options.memory?.release(delivery.charged);
