@@ -10,9 +10,11 @@ import { gzipSync } from "node:zlib";
 import { kubeletMetadataOf } from "../src/sources/docker/metadata.ts";
 import { GzipLogFile } from "../src/sources/docker/gzip-file.ts";
 import { Tailer, type TailedRecord } from "../src/sources/docker/tailer.ts";
+import { FileGuard } from "../src/sources/docker/guard.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "nagare-docker-files-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const guard = new FileGuard([tmp], () => undefined);
 
 describe("kubelet path metadata", () => {
   test("/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log", () => {
@@ -45,7 +47,7 @@ describe("GzipLogFile", () => {
   const original = { dev: 1, ino: 2, mtimeMs: 3 };
 
   test("reads the plain bytes at their plain offsets, forward and back, and reports the plain size", async () => {
-    const file = (await GzipLogFile.open(path, original))!;
+    const file = (await GzipLogFile.open(path, original, guard))!;
     expect((await file.stat()).size).toBe(plain.length);
     expect((await file.stat()).ino).toBe(2);
     const out = Buffer.alloc(plain.length);
@@ -67,12 +69,12 @@ describe("GzipLogFile", () => {
   test("a file that is not gzip is refused; a cut one ends early with the reason", async () => {
     const notGzip = join(tmp, "y.log.1.gz");
     writeFileSync(notGzip, plain.subarray(0, 5000));
-    expect(await GzipLogFile.open(notGzip, original)).toBeUndefined();
+    expect(await GzipLogFile.open(notGzip, original, guard)).toBeUndefined();
 
     const cut = join(tmp, "z.log.1.gz");
     const whole = gzipSync(plain);
     writeFileSync(cut, whole.subarray(0, Math.floor(whole.length / 2)));
-    const file = (await GzipLogFile.open(cut, original))!;
+    const file = (await GzipLogFile.open(cut, original, guard))!;
     const out = Buffer.alloc(plain.length);
     let at = 0;
     for (;;) {
@@ -96,9 +98,9 @@ describe("Tailer at a rename", () => {
     const path = join(dir, "c-json.log");
     const entry = (seq: number) => `${JSON.stringify({ log: `seq=${seq}\n`, stream: "stdout", time: "2024-01-02T03:04:05.000000001Z" })}\n`;
     writeFileSync(path, entry(1) + entry(2));
-    const tailer = new Tailer(path, "c", undefined, 1024 * 1024, undefined);
+    const tailer = new Tailer(path, "c", undefined, 1024 * 1024, undefined, guard);
     const out: TailedRecord[] = [];
-    while ((await tailer.read(out, 65_536)) > 0);
+    while ((await tailer.read(out, Buffer.alloc(65_536))) > 0);
     expect(out.map((r) => r.merged.text)).toEqual(["seq=1", "seq=2"]);
     // The writer acts right after the reader's next read comes back empty, before the reader looks further.
     const file = (tailer as unknown as { file: { read: (...args: unknown[]) => Promise<{ bytesRead: number }> } }).file;
@@ -114,7 +116,7 @@ describe("Tailer at a rename", () => {
       }
       return result;
     };
-    while ((await tailer.read(out, 65_536)) > 0);
+    while ((await tailer.read(out, Buffer.alloc(65_536))) > 0);
     expect(armed).toBe(false);
     expect(out.map((r) => r.merged.text)).toEqual(["seq=1", "seq=2", "seq=3", "seq=4"]);
     await tailer.close();

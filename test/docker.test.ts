@@ -179,7 +179,7 @@ describe("discovery, resume and removal", () => {
     const config = writeAgentConfig(dir, {
       maxBytes: "1MiB",
       api: "127.0.0.1:0",
-      sources: { containers: { type: "docker", include: [`${root}/*/*-json.log`], rescan_interval: "200ms", poll_interval: "50ms" } },
+      sources: { containers: { type: "docker", include: [`${root}/*/*-json.log`], rescan_interval: "200ms", poll_interval: "50ms", forget_after: "1s" } },
       sinks: { out: { type: "file", inputs: ["containers"], path: fifo } },
     });
     const agent = new RunningAgent(config);

@@ -21,6 +21,11 @@ export interface SourceContext {
   waitForRoom(): Promise<void> | undefined;
   /** The stream will emit nothing more (its input is gone): what the pipeline keeps for it can go. */
   endStream(stream: string): void;
+  /**
+   * The position to save changed without a record being done (e.g. the source read past input it does not emit):
+   * ask the source for a checkpoint at the next save even if no watermark moved.
+   */
+  positionChanged(): void;
   readonly log: Logger;
   readonly metrics: Metrics;
 }

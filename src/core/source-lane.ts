@@ -71,6 +71,10 @@ export class SourceLane implements SourceContext {
     return this.host.held() ?? this.host.buffer.waitForRoom();
   }
 
+  positionChanged(): void {
+    this.tracker.markChanged();
+  }
+
   endStream(stream: string): void {
     // Seal what the batcher holds, so the stream's last records are registered before it is ended.
     this.batcher.flush();

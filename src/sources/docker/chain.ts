@@ -10,9 +10,10 @@
  * By name, not by modification time where the names say it, because files written in one burst share their
  * modification time, and gzip gives the compressed file a new one.
  */
-import { open, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { chainNames, isPlainLog, locate, type FileIdentity, type LogFile } from "./files.ts";
+import type { FileGuard } from "./guard.ts";
 import { findCompressed, GzipLogFile } from "./gzip-file.ts";
 
 const NUMBERED = /^\.(\d+)$/;
@@ -22,11 +23,11 @@ const DATED = /^\.\d{8}-\d{6}$/;
  * The file to read after `identity`, open; undefined when there is none yet. Checked after opening: if our own
  * file was renamed meanwhile (the writer rotated again), choose again.
  */
-export async function openNextAfter(identity: FileIdentity, lastModifiedMs: number): Promise<LogFile | undefined> {
+export async function openNextAfter(identity: FileIdentity, lastModifiedMs: number, guard: FileGuard): Promise<LogFile | undefined> {
   const dir = dirname(identity.path);
   const base = basename(identity.path);
   for (let attempt = 0; attempt < 5; attempt++) {
-    const ours = await nameOf(identity);
+    const ours = await nameOf(identity, guard);
     if (ours === base) return undefined; // we are the newest file
     const suffix = ours?.slice(base.length);
     let next: string | undefined;
@@ -39,23 +40,23 @@ export async function openNextAfter(identity: FileIdentity, lastModifiedMs: numb
       next = await oldestModifiedAfter(dir, base, ours, lastModifiedMs);
     }
     if (next === undefined) return undefined;
-    const file = await openEitherWay(join(dir, next));
+    const file = await openEitherWay(join(dir, next), guard);
     if (file === undefined) continue;
     // Still where we were? Then no rotation happened in between and the file opened is the next one.
-    if (ours === undefined || (await nameOf(identity)) === ours) return file;
+    if (ours === undefined || (await nameOf(identity, guard)) === ours) return file;
     await file.close();
   }
   return undefined;
 }
 
 /** The name `identity`'s file has now, without `.gz` if it was compressed; undefined when it is gone. */
-async function nameOf(identity: FileIdentity): Promise<string | undefined> {
-  const plain = await locate(identity);
+async function nameOf(identity: FileIdentity, guard: FileGuard): Promise<string | undefined> {
+  const plain = await locate(identity, guard);
   if (plain !== undefined) {
     await plain.file.close();
     return plain.name;
   }
-  const compressed = await findCompressed(identity, 0, 0);
+  const compressed = await findCompressed(identity, 0, 0, guard);
   if (compressed === undefined) return undefined;
   await compressed.close();
   return basename(compressed.path).slice(0, -".gz".length);
@@ -63,12 +64,12 @@ async function nameOf(identity: FileIdentity): Promise<string | undefined> {
 
 
 /** The plain file at `path`, else its gzipped copy `path.gz` read as plain. */
-async function openEitherWay(path: string): Promise<LogFile | undefined> {
-  const plain = await open(path, "r").catch(() => undefined);
+async function openEitherWay(path: string, guard: FileGuard): Promise<LogFile | undefined> {
+  const plain = await guard.open(path);
   if (plain !== undefined) return plain;
   const gz = await stat(`${path}.gz`).catch(() => undefined);
   if (gz === undefined) return undefined;
-  return GzipLogFile.open(`${path}.gz`, { dev: gz.dev, ino: gz.ino, mtimeMs: gz.mtimeMs });
+  return GzipLogFile.open(`${path}.gz`, { dev: gz.dev, ino: gz.ino, mtimeMs: gz.mtimeMs }, guard);
 }
 
 /** The dated sibling right after `ours` (dates sort as text), else the current file. */

@@ -43,7 +43,8 @@
  * Limits: a merged record keeps at most maxBytes of text, and a merge in progress never holds more; a corrupt line
  * keeps its first 65536 characters. Bounding a physical line is the reader's job: dockerd's are at most
  * 16384 × 6 bytes (every byte escaped as \u00XX) plus the envelope and attrs; containerd's at most
- * max_container_log_line_size plus ~45 bytes, unless that is set to -1 (unlimited).
+ * max_container_log_line_size plus ~45 bytes, unless that is set to -1 (unlimited). Other writers may write
+ * lines of any length: the reader keeps only the head and tail of an over-long line (`decodeLongLine`).
  */
 import { isUtf8 } from "node:buffer";
 
@@ -66,6 +67,8 @@ export interface DecodedLine {
    * is well-formed apart from invalid UTF-8: then stream, time, attrs and text come from it (lossy).
    */
   error?: string;
+  /** The physical line was too long to hold: `text` is its head only (decodeLongLine). */
+  truncated?: boolean;
   /**
    * CRI only: the message's raw bytes when they are not valid UTF-8 (a copy). Not an error: containerd writes what
    * the container wrote, and cuts pieces inside multi-byte characters; the merger joins bytes before decoding.
@@ -94,6 +97,8 @@ const NL = 10;
 const CR = 13;
 const SP = 32;
 const LBRACE = 123;
+const QUOTE = 34;
+const BACKSLASH = 92;
 const MAX_ERROR_TEXT = 64 * 1024;
 
 // ---- format detection ------------------------------------------------------------------------------------
@@ -235,6 +240,85 @@ function isRfc3339(b: Buffer, end: number): boolean {
 
 function isDigit(c: number | undefined): boolean {
   return c !== undefined && c >= 48 && c <= 57;
+}
+
+// ---- a physical line too long to hold ----------------------------------------------------------------------
+
+const LOG_KEY = Buffer.from('{"log":"');
+/** The end of a json-file entry: the `log` value's closing quote, stream, attrs and time (moby's key order). */
+const ENVELOPE_END = /","stream":"(stdout|stderr)"(?:,"attrs":(\{.*\}))?,"time":"([^"\\]*)"\}\s*$/s;
+
+/**
+ * A physical line too long to hold, told from its first bytes (`head`) and its last ones up to the newline
+ * (`tail`); the result is marked truncated and its text is the head's (the merger cuts it to maxBytes).
+ * CRI: the prefix is at the head. json-file: `log` comes first in an entry and is decoded from the head as far as
+ * it goes (up to a whole escape and a whole character); stream, attrs and time come last and are read from the
+ * tail. A line that is neither is corrupt, its head shipped raw.
+ */
+export function decodeLongLine(head: Uint8Array, tail: Uint8Array, format: LogFormat): DecodedLine {
+  const h = asBuffer(head);
+  const line = format === "cri" ? decodeCri(h.subarray(0, completeUtf8(h))) : decodeLongJsonFile(h, asBuffer(tail));
+  line.truncated = true;
+  return line;
+}
+
+function decodeLongJsonFile(h: Buffer, tail: Buffer): DecodedLine {
+  const end = tail.toString("utf8");
+  const envelope = ENVELOPE_END.exec(end);
+  if (envelope === null || !h.subarray(0, LOG_KEY.length).equals(LOG_KEY)) return corrupt(h.toString("utf8"), "an over-long line that is not a json-file entry");
+  const valueEnd = escapedPrefixEnd(h, LOG_KEY.length);
+  let text: string;
+  try {
+    text = JSON.parse(`"${h.toString("utf8", LOG_KEY.length, valueEnd)}"`) as string;
+  } catch {
+    return corrupt(h.toString("utf8"), "an over-long json-file entry whose log is not a JSON string");
+  }
+  const last = text.charCodeAt(text.length - 1);
+  if (last >= 0xd800 && last <= 0xdbff) text = text.slice(0, -1); // half a surrogate pair: its other half was cut off
+  // The value ends just before the envelope; it ends with an escaped newline (an odd run of backslashes, then n)
+  // unless the entry is a partial piece. A tail that starts at the envelope cannot tell: a full line then.
+  const before = end.slice(0, envelope.index);
+  let backslashes = 0;
+  while (before.length - 2 - backslashes >= 0 && before.charCodeAt(before.length - 2 - backslashes) === BACKSLASH) backslashes++;
+  const partial = before.length > 0 && !(before.endsWith("n") && backslashes % 2 === 1);
+  const out: DecodedLine = { stream: envelope[1]!, time: envelope[3]!, text, partial };
+  if (envelope[2] !== undefined) {
+    try {
+      const attrs = toAttrs(JSON.parse(envelope[2]));
+      if (attrs !== undefined) out.attrs = attrs;
+    } catch {
+      // attrs that do not parse are left out; the line itself is still told apart
+    }
+  }
+  return out;
+}
+
+/**
+ * Where the escaped content of a JSON string starting at `from` can be cut: after the last whole escape and whole
+ * UTF-8 character in `b`, and not past the string's closing quote.
+ */
+function escapedPrefixEnd(b: Buffer, from: number): number {
+  let i = from;
+  while (i < b.length) {
+    const c = b[i];
+    if (c === QUOTE) break;
+    if (c === BACKSLASH) {
+      const n = b[i + 1] === 117 /* u */ ? 6 : 2;
+      if (i + n > b.length) break;
+      i += n;
+    } else i++;
+  }
+  return from + completeUtf8(b.subarray(from, i));
+}
+
+/** The length of `b` without an incomplete multi-byte sequence at its end. */
+function completeUtf8(b: Uint8Array): number {
+  let k = b.length;
+  while (k > 0 && b.length - k < 3 && (b[k - 1]! & 0xc0) === 0x80) k--;
+  if (k === 0) return b.length;
+  const lead = b[k - 1]!;
+  const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return need > b.length - (k - 1) ? k - 1 : b.length;
 }
 
 function corrupt(raw: string, error: string): DecodedLine {
@@ -417,7 +501,7 @@ export class PartialMerger {
   /** A physical line that is a record by itself. */
   private single(line: DecodedLine, start: number, endOffset: number): MergedRecord {
     let text = line.text;
-    let truncated = false;
+    let truncated = line.truncated === true;
     // A UTF-16 unit is at most 3 UTF-8 bytes: only a long text needs counting.
     if (text.length * 3 > this.max && Buffer.byteLength(text, "utf8") > this.max) {
       text = cutString(text, this.max);
@@ -436,6 +520,7 @@ export class PartialMerger {
     const size = raw !== undefined ? raw.length : Buffer.byteLength(line.text, "utf8");
     const room = this.max - p.bytes;
     if (size <= room) {
+      if (line.truncated === true) p.truncated = true;
       if (size === 0) return;
       p.parts.push(raw ?? line.text);
       if (raw !== undefined) p.binary = true;

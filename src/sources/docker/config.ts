@@ -17,6 +17,11 @@ export const dockerSourceConfig = z
     max_open_files: z.number().int().min(1).max(65536).default(256).describe("At most this many log files are open at once; the others wait their turn."),
     rescan_interval: duration("How often the include patterns are searched again for new files.", "1s"),
     poll_interval: duration("How often an idle file is checked for new lines.", "250ms"),
+    allowed_link_targets: z
+      .array(z.string().min(1))
+      .default(["/var/log/pods", "/var/lib/docker/containers"])
+      .describe("Directories a log file reached through a symbolic link may lie in, besides the include patterns' own directories (kubelet's /var/log/containers links point into /var/log/pods). A file elsewhere, or not a regular file, is not read: a WARN names it and nagare_container_refused_files_total counts it."),
+    forget_after: duration("How long the position of a file that is gone (deleted, its directory removed) is kept in case it comes back under its name (a remount, a rotation in progress); then it is dropped from memory and from the checkpoint.", "1h"),
   })
   .describe("Reads Docker json-file and CRI container log files, following rotation, resuming exactly.");
 

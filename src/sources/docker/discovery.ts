@@ -4,8 +4,9 @@
  * within a moment; the periodic rescan stays the fallback for what events miss. Only the base is watched, not
  * the container directories, because every write to a log file would be an event there.
  */
-import { existsSync, watch, type FSWatcher } from "node:fs";
+import { watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
+import { exists } from "./files.ts";
 
 const GLOB_CHARS = /[*?[{]/;
 
@@ -28,7 +29,7 @@ export class Discovery {
   scan(): Set<string> {
     const found = new Set<string>();
     for (const { base, glob } of this.include) {
-      if (!existsSync(base)) continue;
+      if (!exists(base)) continue;
       this.watchBase(base);
       for (const path of glob.scanSync({ cwd: base, absolute: true, onlyFiles: true, followSymlinks: true })) {
         if (!this.exclude.some((e) => e.match(path))) found.add(path);

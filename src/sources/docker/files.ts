@@ -3,9 +3,10 @@
  * because a deleted file's inode is soon given to a new file and inode equality alone would resume a stranger
  * at the old offset.
  */
-import { open, stat, type FileHandle } from "node:fs/promises";
+import { stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import type { FileGuard } from "./guard.ts";
 
 export const FINGERPRINT_BYTES = 256;
 
@@ -54,6 +55,20 @@ export async function isSameFile(file: FileHandle, identity: FileIdentity): Prom
   return (await fingerprintOf(file, identity.fingerprintBytes)) === identity.fingerprint;
 }
 
+/**
+ * Whether something is at `path`. Not existsSync: Bun answers it with access(2), which judges by the real uid
+ * without capabilities, so for the installed unit (user nagare with CAP_DAC_READ_SEARCH) everything under
+ * /var/lib/docker (0710 root) would seem missing.
+ */
+export function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The names in the directory of `path` that start with its name (its rotation chain, itself included). */
 export function chainNames(path: string): string[] {
   try {
@@ -66,8 +81,9 @@ export function chainNames(path: string): string[] {
 /**
  * Where the file `identity` describes is now: at its path, or renamed by rotation to a sibling (`x.log.1`,
  * `x.log.2`, dockerd; dated names, kubelet). Returns its name and an open handle, or undefined when it is gone.
+ * Siblings are opened through the guard like the path: a planted `x.log.1` link is no way around it.
  */
-export async function locate(identity: FileIdentity): Promise<{ name: string; file: FileHandle } | undefined> {
+export async function locate(identity: FileIdentity, guard: FileGuard): Promise<{ name: string; file: FileHandle } | undefined> {
   const dir = dirname(identity.path);
   const base = basename(identity.path);
   const siblings = chainNames(identity.path).filter((name) => name !== base && isPlainLog(name));
@@ -75,7 +91,7 @@ export async function locate(identity: FileIdentity): Promise<{ name: string; fi
     const st = await stat(join(dir, name)).catch(() => undefined);
     if (st === undefined || st.dev !== identity.dev || st.ino !== identity.ino) continue;
     // Same inode is not enough: a deleted file's inode is soon reused by a newer file of the same chain.
-    const file = await open(join(dir, name), "r").catch(() => undefined);
+    const file = await guard.open(join(dir, name));
     if (file === undefined) continue;
     if (await isSameFile(file, identity)) return { name, file };
     await file.close();
@@ -84,17 +100,17 @@ export async function locate(identity: FileIdentity): Promise<{ name: string; fi
 }
 
 /** The file `identity` describes, open, wherever rotation renamed it; undefined when it is gone. */
-export async function findFile(identity: FileIdentity): Promise<FileHandle | undefined> {
-  return (await locate(identity))?.file;
+export async function findFile(identity: FileIdentity, guard: FileGuard): Promise<FileHandle | undefined> {
+  return (await locate(identity, guard))?.file;
 }
 
 /** A copy of the file (logrotate's copytruncate): a sibling that starts with the same bytes and holds more. */
-export async function findCopy(identity: FileIdentity, atLeast: number): Promise<FileHandle | undefined> {
+export async function findCopy(identity: FileIdentity, atLeast: number, guard: FileGuard): Promise<FileHandle | undefined> {
   const dir = dirname(identity.path);
   const base = basename(identity.path);
   const names = chainNames(identity.path).filter((name) => name !== base && isPlainLog(name));
   for (const name of names.sort()) {
-    const file = await open(join(dir, name), "r").catch(() => undefined);
+    const file = await guard.open(join(dir, name));
     if (file === undefined) continue;
     const st = await file.stat();
     if (st.size >= atLeast && st.size >= identity.fingerprintBytes && (await fingerprintOf(file, identity.fingerprintBytes)) === identity.fingerprint) return file;
@@ -103,16 +119,28 @@ export async function findCopy(identity: FileIdentity, atLeast: number): Promise
   return undefined;
 }
 
-/** The oldest file of a rotation chain (`x.log.N` with the highest N, or the oldest dated sibling), else the path. */
-export async function oldestInChain(path: string): Promise<string> {
+/**
+ * The oldest file of a rotation chain that may be read (`x.log.N` with the highest N, or the oldest dated sibling,
+ * else the path itself), open, with its path; undefined when none can be opened.
+ */
+export async function openOldestInChain(path: string, guard: FileGuard): Promise<{ path: string; file: FileHandle } | undefined> {
+  for (const candidate of [...(await chainOldestFirst(path)), path]) {
+    const file = await guard.open(candidate);
+    if (file !== undefined) return { path: candidate, file };
+  }
+  return undefined;
+}
+
+/** The rotated siblings of `path`, oldest first: by number where numbered, else by modification time. */
+async function chainOldestFirst(path: string): Promise<string[]> {
   const dir = dirname(path);
   const base = basename(path);
   const names = chainNames(path).filter((name) => name.startsWith(`${base}.`) && isPlainLog(name));
-  if (names.length === 0) return path;
+  if (names.length === 0) return [];
   const numbered = names.map((name) => ({ name, n: Number(/^\.(\d+)$/.exec(name.slice(base.length))?.[1] ?? Number.NaN) })).filter((x) => !Number.isNaN(x.n));
-  if (numbered.length > 0) return join(dir, numbered.sort((a, b) => b.n - a.n)[0]!.name);
+  if (numbered.length > 0) return numbered.sort((a, b) => b.n - a.n).map((x) => join(dir, x.name));
   const dated = await Promise.all(names.map(async (name) => ({ name, mtime: (await stat(join(dir, name)).catch(() => undefined))?.mtimeMs ?? Infinity })));
-  return join(dir, dated.sort((a, b) => a.mtime - b.mtime)[0]!.name);
+  return dated.sort((a, b) => a.mtime - b.mtime).map((x) => join(dir, x.name));
 }
 
 /** Not a compressed rotated file, nor kubelet's half-written gzip of one (`.tmp`). */

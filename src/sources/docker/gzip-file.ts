@@ -7,16 +7,18 @@
  * 2^32). kubelet and dockerd write one member, so ISIZE is the plain file's size for files under 4 GiB.
  *
  * Reading is forward-only through a streaming gunzip: memory stays at one decompressed chunk whatever the size.
- * The first FINGERPRINT_BYTES are kept, to answer the fingerprint reads at offset 0 without starting over.
+ * The first FINGERPRINT_BYTES are kept, to answer the fingerprint reads at offset 0 without starting over. The
+ * .gz is opened once, through the guard, and every restart of the stream reads that same descriptor.
  */
-import { createReadStream } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { chainNames, FINGERPRINT_BYTES, fingerprintOf, type FileIdentity, type LogFile, type LogFileStat } from "./files.ts";
+import type { FileGuard } from "./guard.ts";
 
 const EMPTY = Buffer.alloc(0);
+const RAW_CHUNK = 64 * 1024;
 
 export class GzipLogFile implements LogFile {
   private streams: Readable[] = [];
@@ -31,6 +33,7 @@ export class GzipLogFile implements LogFile {
 
   private constructor(
     readonly path: string,
+    private readonly handle: FileHandle,
     /** The plain file's size, from ISIZE. */
     private readonly size: number,
     /** The plain file's inode and modification time, as it was saved. */
@@ -38,10 +41,15 @@ export class GzipLogFile implements LogFile {
   ) {}
 
   /** Opens `path` as the gzip of the file `original` describes; undefined when it cannot be read as gzip. */
-  static async open(path: string, original: { dev: number; ino: number; mtimeMs: number }): Promise<GzipLogFile | undefined> {
-    const isize = await plainSizeOf(path);
-    if (isize === undefined) return undefined;
-    const file = new GzipLogFile(path, isize, original);
+  static async open(path: string, original: { dev: number; ino: number; mtimeMs: number }, guard: FileGuard): Promise<GzipLogFile | undefined> {
+    const handle = await guard.open(path);
+    if (handle === undefined) return undefined;
+    const isize = await plainSizeOf(handle).catch(() => undefined);
+    if (isize === undefined) {
+      await handle.close();
+      return undefined;
+    }
+    const file = new GzipLogFile(path, handle, isize, original);
     const prefix = Buffer.alloc(Math.min(FINGERPRINT_BYTES, file.size));
     let got = 0;
     while (got < prefix.length) {
@@ -68,8 +76,8 @@ export class GzipLogFile implements LogFile {
   }
 
   async stat(): Promise<LogFileStat> {
-    // By path: the descriptor reading is the stream's own. A deleted .gz being read shows as nlink 0.
-    const st = await stat(this.path).catch(() => ({ nlink: 0 }));
+    // A deleted .gz being read shows as nlink 0.
+    const st = await this.handle.stat().catch(() => ({ nlink: 0 }));
     // ISIZE of a cut file is whatever bytes ended up last: once the data ended, its size is what it held.
     const decompressed = this.currentAt + this.current.length;
     return { size: this.ended ? decompressed : Math.max(this.size, decompressed), mtimeMs: this.original.mtimeMs, nlink: st.nlink, dev: this.original.dev, ino: this.original.ino };
@@ -78,6 +86,7 @@ export class GzipLogFile implements LogFile {
   async close(): Promise<void> {
     for (const s of this.streams) s.destroy();
     this.streams = [];
+    await this.handle.close().catch(() => undefined);
   }
 
   private async advance(): Promise<void> {
@@ -96,8 +105,8 @@ export class GzipLogFile implements LogFile {
 
   private restart(): void {
     for (const s of this.streams) s.destroy();
-    // One descriptor per open file, the stream's, so max_open_files holds; closed when the stream is destroyed.
-    const raw = createReadStream(this.path);
+    // One descriptor per open file, so max_open_files holds: each restart reads the same one from its start.
+    const raw = Readable.from(rawChunks(this.handle));
     const stream = raw.pipe(createGunzip());
     this.streams = [raw, stream];
     this.chunks = stream[Symbol.asyncIterator]();
@@ -107,21 +116,27 @@ export class GzipLogFile implements LogFile {
   }
 }
 
-/** ISIZE of a gzip file, or undefined when it is not one (no magic bytes, shorter than a header and trailer). */
-async function plainSizeOf(path: string): Promise<number | undefined> {
-  const handle = await open(path, "r").catch(() => undefined);
-  if (handle === undefined) return undefined;
-  try {
-    const { size } = await handle.stat();
-    const magic = Buffer.alloc(2);
-    await handle.read(magic, 0, 2, 0);
-    if (size < 18 || magic[0] !== 0x1f || magic[1] !== 0x8b) return undefined;
-    const trailer = Buffer.alloc(4);
-    await handle.read(trailer, 0, 4, size - 4);
-    return trailer.readUInt32LE(0);
-  } finally {
-    await handle.close();
+/** The compressed bytes from the start, by position: the stream never moves the descriptor's own offset. */
+async function* rawChunks(handle: FileHandle): AsyncGenerator<Buffer> {
+  let position = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(RAW_CHUNK);
+    const { bytesRead } = await handle.read(chunk, 0, RAW_CHUNK, position);
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield chunk.subarray(0, bytesRead);
   }
+}
+
+/** ISIZE of a gzip file, or undefined when it is not one (no magic bytes, shorter than a header and trailer). */
+async function plainSizeOf(handle: FileHandle): Promise<number | undefined> {
+  const { size } = await handle.stat();
+  const magic = Buffer.alloc(2);
+  await handle.read(magic, 0, 2, 0);
+  if (size < 18 || magic[0] !== 0x1f || magic[1] !== 0x8b) return undefined;
+  const trailer = Buffer.alloc(4);
+  await handle.read(trailer, 0, 4, size - 4);
+  return trailer.readUInt32LE(0);
 }
 
 /**
@@ -129,11 +144,11 @@ async function plainSizeOf(path: string): Promise<number | undefined> {
  * `x.log.20240102-030405.gz`): the one whose decompressed first bytes match the fingerprint and which holds at
  * least `atLeast` bytes. Undefined when there is none.
  */
-export async function findCompressed(identity: FileIdentity, atLeast: number, modifiedMs: number): Promise<GzipLogFile | undefined> {
+export async function findCompressed(identity: FileIdentity, atLeast: number, modifiedMs: number, guard: FileGuard): Promise<GzipLogFile | undefined> {
   const dir = dirname(identity.path);
   const names = chainNames(identity.path).filter((name) => name.endsWith(".gz"));
   for (const name of names.sort()) {
-    const file = await GzipLogFile.open(join(dir, name), { dev: identity.dev, ino: identity.ino, mtimeMs: modifiedMs });
+    const file = await GzipLogFile.open(join(dir, name), { dev: identity.dev, ino: identity.ino, mtimeMs: modifiedMs }, guard);
     if (file === undefined) continue;
     const { size } = await file.stat();
     if (size >= atLeast && size >= identity.fingerprintBytes && (await fingerprintOf(file, identity.fingerprintBytes)) === identity.fingerprint) return file;

@@ -7,7 +7,7 @@
  *     /var/log/pods/<namespace>_<pod>_<pod uid>/<container>/<restart count>.log
  *     /var/log/containers/<pod>_<namespace>_<container>-<64 hex container id>.log   (symlinks to the above)
  */
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 export interface ContainerMetadata {
@@ -68,9 +68,13 @@ export class MetadataCache {
   }
 }
 
+/** Read only as the regular file dockerd writes: a link planted in its place is not followed (see guard.ts). */
 function readDockerConfig(path: string): ContainerMetadata | undefined {
+  let fd: number | undefined;
   try {
-    const config = JSON.parse(readFileSync(path, "utf8")) as { Name?: string; Config?: { Image?: string; Labels?: Record<string, string> | null } };
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) return undefined;
+    const config = JSON.parse(readFileSync(fd, "utf8")) as { Name?: string; Config?: { Image?: string; Labels?: Record<string, string> | null } };
     return {
       container_name: (config.Name ?? "").replace(/^\//, ""),
       image: config.Config?.Image ?? "",
@@ -78,5 +82,7 @@ function readDockerConfig(path: string): ContainerMetadata | undefined {
     };
   } catch {
     return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

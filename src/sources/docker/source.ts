@@ -2,29 +2,31 @@
  * The container log source: discovers files, follows each through rotation with at most `max_open_files` open,
  * and resumes each container exactly where its acknowledged records end. One stream per container, so a
  * container's records stay in order and an idle or slow container never holds back another one's checkpoint.
+ * Only regular files under the include directories (or allowed_link_targets) are read (guard.ts).
  */
 import { dirname } from "node:path";
-import { existsSync } from "node:fs";
+import { lstatSync, realpathSync } from "node:fs";
 import { sleep } from "../../core/backoff.ts";
 import type { Source, SourceContext } from "../../core/component.ts";
 import { describeError } from "../../core/errors.ts";
 import type { Fields } from "../../core/record.ts";
 import type { DockerSourceConfig } from "./config.ts";
-import { containerIdOf, Discovery } from "./discovery.ts";
-import type { FileIdentity } from "./files.ts";
+import { containerIdOf, Discovery, splitPattern } from "./discovery.ts";
+import { FileGuard, type Refusal } from "./guard.ts";
 import { MetadataCache } from "./metadata.ts";
+import { SavedPositions, type ContainerPositions } from "./positions.ts";
 import { ContainerRecord } from "./record.ts";
-import { Tailer, type FilePosition, type TailedRecord } from "./tailer.ts";
+import { exists } from "./files.ts";
+import { Tailer, type TailedRecord } from "./tailer.ts";
 
-/** What the source saves: per container, the file and the offset after its last acknowledged record. */
-export interface ContainerPositions {
-  containers: Record<string, { identity: FileIdentity; offset: number; modifiedMs: number }>;
-}
+export type { ContainerPositions } from "./positions.ts";
 
 const READ_BUDGET = 256 * 1024;
 /** After a new entry appears in a watched directory, rescan every SOON_SCAN_MS for SCAN_OFTEN_MS. */
 const SOON_SCAN_MS = 50;
 const SCAN_OFTEN_MS = 2_000;
+/** Refused files named in a WARN each per minute; more are summed up in one. */
+const REFUSAL_WARNINGS = 10;
 /** A closed file missing this long is let go. */
 const MISSING_FILE_GRACE_MS = 10_000;
 
@@ -35,17 +37,27 @@ export class DockerSource implements Source {
   private readonly tailers = new Map<string, Tailer>();
   private readonly discovery: Discovery;
   private readonly metadata = new MetadataCache();
-  private saved: ContainerPositions["containers"] = {};
+  private readonly saved: SavedPositions;
+  private readonly guard: FileGuard;
+  /** Paths refused by the guard, with where they led (each is reported once, while it stays that way). */
+  private readonly refused = new Map<string, string>();
+  private readonly refusalsToReport: Refusal[] = [];
+  private refusalWindow = { start: 0, named: 0, unnamed: 0 };
+  /** Every read of this source goes through it, one at a time: a read allocates nothing that outlives it. */
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUDGET);
   private started = false;
   private counters: ReturnType<DockerSource["makeCounters"]> | undefined;
 
   constructor(readonly name: string, private readonly config: DockerSourceConfig) {
     this.discovery = new Discovery(config.include, config.exclude);
+    this.saved = new SavedPositions(config.forget_after);
+    const bases = config.include.map((pattern) => splitPattern(pattern).base);
+    this.guard = new FileGuard([...bases, ...config.allowed_link_targets], (refusal) => this.noteRefusal(refusal));
   }
 
   async run(ctx: SourceContext): Promise<void> {
     this.counters ??= this.makeCounters(ctx);
-    if (!this.started) this.saved = { ...((ctx.saved as ContainerPositions | undefined)?.containers ?? {}) };
+    if (!this.started) this.saved.load(ctx.saved as ContainerPositions | undefined);
     const firstScan = !this.started;
     this.started = true;
     let nextScan = 0;
@@ -59,6 +71,8 @@ export class DockerSource implements Source {
       if (this.discovery.takeChanged()) scanOftenUntil = now + SCAN_OFTEN_MS;
       if (now >= nextScan || (now < scanOftenUntil && now >= lastScan + SOON_SCAN_MS)) {
         this.scan(firstScan && nextScan === 0, ctx);
+        this.forgetGone(ctx);
+        this.reportRefusals(ctx);
         await this.updateGauges();
         lastScan = performance.now();
         nextScan = lastScan + this.config.rescan_interval;
@@ -72,7 +86,7 @@ export class DockerSource implements Source {
         const tailer = tailers[(turn + i) % tailers.length]!;
         try {
           await this.makeRoomFor(tailer);
-          if ((await tailer.read(out, READ_BUDGET)) > 0) readAny = true;
+          if ((await tailer.read(out, this.readBuffer)) > 0) readAny = true;
         } catch (err) {
           ctx.log.limited("warn", "read-failed", `Source ${this.name} could not read ${tailer.path}; it tries again: ${describeError(err)}.`);
           await tailer.close();
@@ -86,7 +100,8 @@ export class DockerSource implements Source {
           tailer.lost = undefined;
         }
         if (out.length > 0) this.emit(out, tailer, ctx);
-        if (tailer.finished) this.letGo(tailer, ctx);
+        if (tailer.finished || (!tailer.isOpen && this.refused.has(tailer.path))) this.letGo(tailer, ctx);
+        if (this.refusalsToReport.length > 0) this.reportRefusals(ctx);
       }
       turn++;
       if (!readAny) await sleep(this.config.poll_interval, this.stopSignal.signal);
@@ -101,16 +116,45 @@ export class DockerSource implements Source {
   }
 
   checkpoint(watermarks: ReadonlyMap<string, unknown>): ContainerPositions {
-    const containers: ContainerPositions["containers"] = {};
-    // Positions of containers not read yet this run are kept while their files exist; gone ones are pruned.
-    for (const [stream, saved] of Object.entries(this.saved)) if (existsSync(dirname(saved.identity.path))) containers[stream] = saved;
-    for (const [stream, mark] of watermarks) {
-      const position = mark as FilePosition;
-      if (!existsSync(dirname(position.identity.path))) continue;
-      containers[stream] = { identity: position.identity, offset: position.offset, modifiedMs: position.modifiedMs };
+    const positions = this.saved.checkpoint(watermarks);
+    if (this.counters !== undefined) this.counters.positions.value = this.saved.size;
+    return positions;
+  }
+
+  /** Drops the positions of files gone for forget_after, and has the checkpoint written without them. */
+  private forgetGone(ctx: SourceContext): void {
+    const live = new Set<string>();
+    for (const tailer of this.tailers.values()) live.add(tailer.stream);
+    if (this.saved.forgetGone(live, performance.now())) ctx.positionChanged();
+    this.counters!.positions.value = this.saved.size;
+  }
+
+  private noteRefusal(refusal: Refusal): void {
+    if (this.refused.get(refusal.path) === refusal.target) return;
+    this.refused.set(refusal.path, refusal.target);
+    this.refusalsToReport.push(refusal);
+  }
+
+  /**
+   * One WARN per refused file, at most REFUSAL_WARNINGS a minute: past that (a directory full of planted links),
+   * one WARN at the end of the minute says how many more were refused.
+   */
+  private reportRefusals(ctx: SourceContext): void {
+    const now = performance.now();
+    if (now - this.refusalWindow.start >= 60_000) {
+      if (this.refusalWindow.unnamed > 0) ctx.log.warn(`Source ${this.name} refused ${this.refusalWindow.unnamed} more files in the last minute (not regular files, or leading outside the include directories and allowed_link_targets); nagare_container_refused_files_total counts them.`);
+      this.refusalWindow = { start: now, named: 0, unnamed: 0 };
     }
-    this.saved = containers;
-    return { containers };
+    for (const { path, target, reason } of this.refusalsToReport) {
+      this.counters!.refused.value++;
+      if (this.refusalWindow.named >= REFUSAL_WARNINGS) {
+        this.refusalWindow.unnamed++;
+        continue;
+      }
+      this.refusalWindow.named++;
+      ctx.log.warn(`Source ${this.name} does not read ${path}, which leads to ${target}: ${reason}. Only regular files under the include patterns' directories or allowed_link_targets are read; nothing of it is shipped.`, { path, target });
+    }
+    this.refusalsToReport.length = 0;
   }
 
   /** Waits for room in the buffer; meanwhile keeps the gauges true (a deleted file held open shows up here). */
@@ -146,6 +190,8 @@ export class DockerSource implements Source {
   private scan(atStartup: boolean, ctx: SourceContext): void {
     const found = this.discovery.scan();
     const now = performance.now();
+    this.guard.refresh();
+    this.forgetRefusals();
     for (const tailer of this.tailers.values()) {
       // Removed while its file was closed (more files than max_open_files): it will never be read again. The
       // container directory is gone (docker rm), or the file has been missing for a while (kubelet deletes old
@@ -155,17 +201,43 @@ export class DockerSource implements Source {
         continue;
       }
       tailer.missingSince ??= now;
-      if (existsSync(dirname(tailer.path)) && now - tailer.missingSince < MISSING_FILE_GRACE_MS) continue;
+      if (exists(dirname(tailer.path)) && now - tailer.missingSince < MISSING_FILE_GRACE_MS) continue;
       if (tailer.unreadAtClose > 0) ctx.log.error(`Source ${this.name}: container ${tailer.stream} had its log file ${tailer.path} deleted while the file was closed to stay under max_open_files; the last ${tailer.unreadAtClose} bytes written to it were not read and are lost.`);
       this.letGo(tailer, ctx);
     }
     for (const path of found) {
-      if (this.tailers.has(path)) continue;
+      if (this.tailers.has(path) || this.stillRefused(path)) continue;
       const stream = containerIdOf(path);
-      const saved = this.saved[stream];
+      const saved = this.saved.get(stream);
       const start = saved !== undefined ? { stream, identity: saved.identity, offset: saved.offset, modifiedMs: saved.modifiedMs ?? 0 } : atStartup && this.config.start_at === "tail" && !ctx.fromOldest ? "tail" : undefined;
       const format = this.config.format === "auto" ? undefined : this.config.format;
-      this.tailers.set(path, new Tailer(path, stream, format, this.config.max_line_bytes, start));
+      this.tailers.set(path, new Tailer(path, stream, format, this.config.max_line_bytes, start, this.guard));
+    }
+  }
+
+  /** A refused path is tried again only once it leads somewhere else. */
+  private stillRefused(path: string): boolean {
+    const target = this.refused.get(path);
+    if (target === undefined) return false;
+    let leadsTo: string | undefined;
+    try {
+      leadsTo = realpathSync(path);
+    } catch {
+      leadsTo = undefined;
+    }
+    if (leadsTo === target) return true;
+    this.refused.delete(path);
+    return false;
+  }
+
+  /** Refusals of names that are gone are forgotten, so the map holds only links that exist. */
+  private forgetRefusals(): void {
+    for (const path of this.refused.keys()) {
+      try {
+        lstatSync(path);
+      } catch {
+        this.refused.delete(path);
+      }
     }
   }
 
@@ -213,6 +285,8 @@ export class DockerSource implements Source {
       truncated: ctx.metrics.counter("nagare_container_truncated_lines_total", "Merged lines cut at max_line_bytes.", labels),
       corrupt: ctx.metrics.counter("nagare_container_corrupt_lines_total", "Lines shipped raw with _nagare_error (bad JSON, truncated writes).", labels),
       openFiles: ctx.metrics.gauge("nagare_container_open_files", "Container log files open right now.", labels),
+      refused: ctx.metrics.counter("nagare_container_refused_files_total", "Files not read because they are not regular files, or lead outside the include directories and allowed_link_targets.", labels),
+      positions: ctx.metrics.gauge("nagare_container_positions", "Saved file positions held (in memory and in the checkpoint); those of gone files are dropped after forget_after.", labels),
       heldDeleted: ctx.metrics.gauge("nagare_container_held_deleted_bytes", "Bytes of deleted log files still held open until they are read.", labels),
     };
   }
