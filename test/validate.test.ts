@@ -1,9 +1,9 @@
 /** `nagare validate` on broken configs: one line per problem naming the key path, exit 78; a good one exits 0. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCli } from "./support/agent.ts";
+import { CLI, runCli } from "./support/agent.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nagare-validate-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,5 +81,35 @@ describe("nagare validate", () => {
     const r = await validate(join(dir, "does-not-exist.yaml"));
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/does-not-exist\.yaml: cannot read the config file \(ENOENT\)/);
+  });
+
+  test("container folders are judged with the agent's capabilities: readable with CAP_DAC_READ_SEARCH, refused without", async () => {
+    // The installed unit runs as a plain user with CAP_DAC_READ_SEARCH; access(2) ignores capabilities, so a
+    // check through it would call /var/lib/docker (0710 root) unreadable and hide the docker source.
+    const root = mkdtempSync(join(tmpdir(), "nagare-validate-docker-"));
+    try {
+      mkdirSync(join(root, "containers"), { mode: 0o700 });
+      mkdirSync(join(root, "data"));
+      chmodSync(root, 0o755);
+      chmodSync(join(root, "data"), 0o777);
+      const config = join(root, "docker.yaml");
+      writeFileSync(config, `
+data_dir: ${root}/data
+sources:
+  containers: { type: docker, include: ["${root}/containers/*/*-json.log"] }
+sinks:
+  out: { type: file, inputs: [containers], path: ${root}/data/out.jsonl }
+`);
+      chmodSync(config, 0o644);
+      const asNobody = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"];
+      const withCap = await runCli(["validate", "-c", config], {}, [...asNobody, "--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search", "--", ...CLI]);
+      expect(withCap.stderr).toBe("");
+      expect(withCap.code).toBe(0);
+      const without = await runCli(["validate", "-c", config], {}, [...asNobody, "--", ...CLI]);
+      expect(without.code).toBe(78);
+      expect(without.stderr).toContain(`sources.containers.include[0]: cannot read the directory ${root}/containers (EACCES)`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

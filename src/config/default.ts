@@ -3,7 +3,7 @@
  * follow the local journal from its tail, and the Docker container logs when this host has them (and the agent
  * may read them), and print the records as JSON lines.
  */
-import { accessSync, constants } from "node:fs";
+import { unreadable } from "../core/fs-access.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/nagare/nagare.yaml";
 
@@ -31,10 +31,5 @@ ${docker ? containers : ""}sinks:
 }
 
 function readable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.R_OK | constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
+  return unreadable(dir) === undefined;
 }

@@ -3,7 +3,8 @@
  * programs that must be on PATH. `nagare validate` reports them as problems; `nagare run` only warns, since a
  * missing file may appear later and the agent retries.
  */
-import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { accessSync, constants, statSync } from "node:fs";
+import { exists, unreadable } from "../core/fs-access.ts";
 import { dirname } from "node:path";
 import type { Config } from "./schema.ts";
 import { splitPattern } from "../sources/docker/discovery.ts";
@@ -17,7 +18,13 @@ export function environmentProblems(config: Config): string[] {
       problems.push(`${key}: ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? "inaccessible"})`);
     }
   };
-  const nearestExisting = (path: string): string => (existsSync(path) || dirname(path) === path ? path : nearestExisting(dirname(path)));
+  // Reading is checked by opening (capabilities count); writing by access(2), since the agent holds no
+  // capability that lets it write where its uid may not.
+  const readCheck = (path: string, key: string, what: string) => {
+    const code = unreadable(path);
+    if (code !== undefined) problems.push(`${key}: ${what} ${path} (${code})`);
+  };
+  const nearestExisting = (path: string): string => (exists(path) || dirname(path) === path ? path : nearestExisting(dirname(path)));
   check(nearestExisting(config.data_dir), "data_dir", constants.W_OK, "cannot write to");
   for (const [name, source] of Object.entries(config.sources)) {
     const at = `sources.${name}`;
@@ -27,29 +34,29 @@ export function environmentProblems(config: Config): string[] {
         const { base } = splitPattern(pattern);
         const existing = nearestExisting(base);
         if (!statSync(existing).isDirectory()) problems.push(`${at}.include[${i}]: ${existing} is not a directory`);
-        else check(existing, `${at}.include[${i}]`, constants.R_OK | constants.X_OK, "cannot read the directory");
+        else readCheck(existing, `${at}.include[${i}]`, "cannot read the directory");
       });
       continue;
     }
     if (source.type !== "journald") continue;
-    if (source.file !== undefined) check(source.file, `${at}.file`, constants.R_OK, "cannot read");
+    if (source.file !== undefined) readCheck(source.file, `${at}.file`, "cannot read");
     else if (source.url === undefined) {
       if (Bun.which(source.journalctl) === null) problems.push(`${at}.journalctl: program ${source.journalctl} not found on PATH`);
       if (source.directory !== undefined) {
-        check(source.directory, `${at}.directory`, constants.R_OK | constants.X_OK, "cannot read the directory");
-        if (existsSync(source.directory) && !statSync(source.directory).isDirectory()) problems.push(`${at}.directory: ${source.directory} is not a directory`);
+        readCheck(source.directory, `${at}.directory`, "cannot read the directory");
+        if (exists(source.directory) && !statSync(source.directory).isDirectory()) problems.push(`${at}.directory: ${source.directory} is not a directory`);
       }
     }
   }
   for (const [name, sink] of Object.entries(config.sinks)) {
     if (sink.type === "file") {
-      const target = existsSync(sink.path) ? sink.path : dirname(sink.path);
+      const target = exists(sink.path) ? sink.path : dirname(sink.path);
       check(target, `sinks.${name}.path`, constants.W_OK, "cannot write to");
     }
     if ((sink.type === "kafka" || sink.type === "forward") && sink.tls !== undefined) {
       for (const key of ["ca", "cert", "key"] as const) {
         const file = sink.tls[key];
-        if (file !== undefined) check(file, `sinks.${name}.tls.${key}`, constants.R_OK, "cannot read");
+        if (file !== undefined) readCheck(file, `sinks.${name}.tls.${key}`, "cannot read");
       }
     }
   }

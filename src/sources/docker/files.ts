@@ -55,19 +55,7 @@ export async function isSameFile(file: FileHandle, identity: FileIdentity): Prom
   return (await fingerprintOf(file, identity.fingerprintBytes)) === identity.fingerprint;
 }
 
-/**
- * Whether something is at `path`. Not existsSync: Bun answers it with access(2), which judges by the real uid
- * without capabilities, so for the installed unit (user nagare with CAP_DAC_READ_SEARCH) everything under
- * /var/lib/docker (0710 root) would seem missing.
- */
-export function exists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { exists } from "../../core/fs-access.ts";
 
 /** The names in the directory of `path` that start with its name (its rotation chain, itself included). */
 export function chainNames(path: string): string[] {
