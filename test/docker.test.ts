@@ -325,17 +325,21 @@ describe("crashes and scale", () => {
     const out = join(dir, "out.jsonl");
     const PER = 12_000;
     let written = 0;
-    const writeSome = (n: number) => {
-      n = Math.min(n, PER - written);
+    // The pacer writes at most up to `paceLimit` per round, so that however slowly the agent starts on a loaded
+    // machine, lines are still being written when each kill comes.
+    let paceLimit = 3_000;
+    const writeSome = (n: number, limit = PER) => {
+      n = Math.max(0, Math.min(n, limit - written, PER - written));
       for (const w of writers) w.writeMany(range(written + 1, n).map((s) => line(s)));
       written += n;
     };
-    const pacer = setInterval(() => writeSome(30), 20);
+    const pacer = setInterval(() => writeSome(30, paceLimit), 20);
     let agent: RunningAgent;
     try {
       for (let kill = 0; kill < 3; kill++) {
         const rotationsBefore = writers.map((w) => w.rotations);
         if (kill > 0) writeSome(1_100);
+        paceLimit = written + 3_000;
         expect(writers.every((w, i) => w.rotations > rotationsBefore[i]! || kill === 0)).toBe(true);
         agent = new RunningAgent(config);
         const target = countLines(out) + 2_500;
@@ -344,6 +348,7 @@ describe("crashes and scale", () => {
         agent.kill("SIGKILL");
         await agent.exited;
       }
+      paceLimit = PER;
       agent = new RunningAgent(config);
       await waitFor("the writer to finish", () => written >= PER, 30_000);
     } finally {
