@@ -2,12 +2,13 @@
 # nagare installer: curl -fsSL <base>/install.sh | sh
 #
 #   sh install.sh [--binary FILE] [--root DIR] [--no-start]    install or upgrade
-#   sh install.sh --uninstall [--purge] [--root DIR]            remove binary and unit (--purge: config, data, user)
+#   sh install.sh --uninstall [--purge] [--root DIR]            remove binary and unit (--purge: config, data, logs, user)
 #
 # Installs /usr/local/bin/nagare (downloaded from $NAGARE_BASE_URL/nagare-linux-<arch> and checked against
 # the published .sha256, or a local --binary), a `nagare` system user in the groups that read the journal,
-# /etc/nagare/nagare.yaml only if absent (validated), and a hardened systemd unit that is enabled and
-# (re)started where systemd runs. Running it again upgrades the binary and keeps config and checkpoints.
+# /etc/nagare/nagare.yaml only if absent (validated; it appends records to /var/log/nagare/records.jsonl,
+# rotated by /etc/logrotate.d/nagare), and a hardened systemd unit that is enabled and (re)started where
+# systemd runs. Running it again upgrades the binary and keeps config and checkpoints.
 # --root DIR installs into a directory tree (image builds, tests); nothing is started then.
 set -eu
 
@@ -40,7 +41,9 @@ bin_path="$root/usr/local/bin/nagare"
 conf_dir="$root/etc/nagare"
 conf_path="$conf_dir/nagare.yaml"
 data_dir="$root/var/lib/nagare"
+log_dir="$root/var/log/nagare"
 unit_path="$root/etc/systemd/system/nagare.service"
+logrotate_path="$root/etc/logrotate.d/nagare"
 
 systemd_running() { [ -z "$root" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
 
@@ -127,8 +130,9 @@ write_config() {
   {
     cat <<'YAML'
 # nagare: follow the local journal (and Docker's container logs, if this host runs dockerd) from their tail
-# and print records as JSON lines. Replace the console sink with a kafka or forward sink (see the README) once
-# your destination is known.
+# and append records as JSON lines to /var/log/nagare/records.jsonl (rotated by /etc/logrotate.d/nagare).
+# Replace the file sink with a kafka or forward sink (see the README) once your destination is known.
+# Not a console sink: under systemd standard output goes to the journal, which the journal source reads.
 data_dir: ${NAGARE_DATA_DIR:-/var/lib/nagare}
 sources:
   journal:
@@ -144,7 +148,10 @@ YAML
     start_at: tail
 YAML
     fi
-    printf 'sinks:\n  stdout:\n    type: console\n    inputs: [%s]\n' "$inputs"
+    printf 'sinks:\n  file:\n    type: file\n    inputs: [%s]\n' "$inputs"
+    cat <<'YAML'
+    path: ${NAGARE_LOG_DIR:-/var/log/nagare}/records.jsonl
+YAML
   } > "$conf_path"
   say "wrote $conf_path"
 }
@@ -170,7 +177,7 @@ User=nagare
 Group=nagare
 $supplementary
 $capabilities
-Environment=NAGARE_DATA_DIR=/var/lib/nagare
+Environment=NAGARE_DATA_DIR=/var/lib/nagare NAGARE_LOG_DIR=/var/log/nagare
 ExecStartPre=/usr/local/bin/nagare validate -c /etc/nagare/nagare.yaml
 ExecStart=/usr/local/bin/nagare run -c /etc/nagare/nagare.yaml
 ExecReload=/bin/kill -HUP \$MAINPID
@@ -180,23 +187,72 @@ Restart=always
 RestartSec=2s
 StateDirectory=nagare
 StateDirectoryMode=0750
+LogsDirectory=nagare
+LogsDirectoryMode=0750
 LimitNOFILE=65536
+UMask=0027
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
+PrivateDevices=yes
+PrivateMounts=yes
 ReadWritePaths=/var/lib/nagare
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+# The agent needs only /proc/self (its memory, fds, cgroup); it and journalctl do without /proc/sys when hidden.
+ProtectProc=invisible
+ProcSubset=pid
+RestrictNamespaces=yes
+RestrictRealtime=yes
 RestrictSUIDSGID=yes
 LockPersonality=yes
+# Kafka, forward and gatewayd need IP; AF_UNIX serves NSS lookups (nscd, systemd-resolved). No AF_NETLINK:
+# glibc's getaddrinfo takes its refusal as "IPv4 and IPv6 both present".
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+# Not MemoryDenyWriteExecute=yes: JavaScriptCore's JIT maps its code memory writable and executable; refused,
+# JavaScriptCore falls back to its interpreter, many times slower.
 
 [Install]
 WantedBy=multi-user.target
 UNIT
   chmod 0644 "$unit_path"
   say "wrote $unit_path"
+}
+
+# Rotation by rename (`create`): before each batch the file sink checks that its path still names the open
+# file and otherwise opens the path anew, so records written meanwhile land in the renamed file and none is
+# lost (copytruncate would lose those written between the copy and the truncation). delaycompress leaves the
+# renamed file uncompressed for a day, long enough for the sink's last batch into it.
+write_logrotate() {
+  mkdir -p "$(dirname "$logrotate_path")"
+  cat > "$logrotate_path" <<'ROTATE'
+# Written by nagare's install.sh: the default config's file sink output.
+/var/log/nagare/*.jsonl {
+    su nagare nagare
+    daily
+    maxsize 100M
+    rotate 5
+    compress
+    delaycompress
+    missingok
+    notifempty
+    create 0640 nagare nagare
+}
+ROTATE
+  chmod 0644 "$logrotate_path"
+  say "wrote $logrotate_path"
+  if [ -z "$root" ] && ! command -v logrotate >/dev/null 2>&1; then
+    say "logrotate is not installed: /var/log/nagare/records.jsonl grows until you install it (apt-get install logrotate) or replace the file sink"
+  fi
 }
 
 install_nagare() {
@@ -218,17 +274,20 @@ install_nagare() {
   ensure_user
   uid=$(id_of passwd nagare)
   gid=$(id_of group nagare)
-  mkdir -p "$data_dir"
-  chown "$uid:$gid" "$data_dir"
-  chmod 0750 "$data_dir"
+  for dir in "$data_dir" "$log_dir"; do
+    mkdir -p "$dir"
+    chown "$uid:$gid" "$dir"
+    chmod 0750 "$dir"
+  done
   write_config
   chown "0:$gid" "$conf_dir" "$conf_path"
   chmod 0750 "$conf_dir"
   chmod 0640 "$conf_path"
-  NAGARE_DATA_DIR=$data_dir "$bin_path" validate -c "$conf_path" >/dev/null ||
+  NAGARE_DATA_DIR=$data_dir NAGARE_LOG_DIR=$log_dir "$bin_path" validate -c "$conf_path" >/dev/null ||
     die "$conf_path is not valid (see above); fix it, then run the installer again"
   say "validated $conf_path"
   write_unit
+  write_logrotate
 
   if systemd_running; then
     systemctl daemon-reload
@@ -249,11 +308,11 @@ uninstall_nagare() {
   if systemd_running; then
     systemctl disable --now nagare.service >/dev/null 2>&1 || true
   fi
-  rm -f "$bin_path" "$unit_path"
+  rm -f "$bin_path" "$unit_path" "$logrotate_path"
   systemd_running && systemctl daemon-reload
-  say "removed $bin_path and $unit_path"
+  say "removed $bin_path, $unit_path and $logrotate_path"
   if [ "$purge" = yes ]; then
-    rm -rf "$conf_dir" "$data_dir"
+    rm -rf "$conf_dir" "$data_dir" "$log_dir"
     prefix=""
     [ -z "$root" ] || prefix="--prefix $root"
     if grep -q '^nagare:' "$root/etc/passwd" 2>/dev/null; then
@@ -264,9 +323,9 @@ uninstall_nagare() {
       # shellcheck disable=SC2086
       groupdel $prefix nagare 2>/dev/null || true
     fi
-    say "purged $conf_dir, $data_dir and the user nagare"
+    say "purged $conf_dir, $data_dir, $log_dir and the user nagare"
   else
-    say "kept $conf_dir and $data_dir (checkpoints); remove them with --uninstall --purge"
+    say "kept $conf_dir, $data_dir (checkpoints) and $log_dir; remove them with --uninstall --purge"
   fi
 }
 

@@ -13,7 +13,10 @@
 #   kcat                    reads Kafka topics back in tests
 #   ShellCheck (package shellcheck)  lints install.sh and scripts/*.sh
 #   curl coreutils util-linux passwd
-#                           install.sh (download, sha256sum, useradd) and its tests (setpriv); stdbuf speeds journalctl
+#                           install.sh (download, sha256sum, useradd) and its tests (setpriv, unshare); stdbuf speeds
+#                           journalctl
+#   strace logrotate        the unit's system-call filter is checked against the agent's traced calls; the
+#                           installed logrotate rule is run against the agent's records file
 #   prometheus              promtool checks the /metrics output in tests
 #   openssl                 makes the TLS certificates of the forward and Kafka tests
 #   openjdk-17-jre-headless maven
@@ -25,7 +28,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd prometheus openssl)
+PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd strace logrotate prometheus openssl)
 # Any Java 17+ and any Maven will do; Debian's are installed only when there is none on the PATH.
 command -v java >/dev/null 2>&1 || PACKAGES+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || PACKAGES+=(maven)
@@ -118,9 +121,10 @@ done
 for c in journalctl systemd-socket-activate; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing (package systemd)")
 done
-for c in kcat gcc make pkg-config shellcheck promtool curl setpriv stdbuf java mvn openssl; do
+for c in kcat gcc make pkg-config shellcheck promtool curl setpriv unshare stdbuf strace java mvn openssl; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing")
 done
+[[ -x /usr/sbin/logrotate ]] || problems+=("/usr/sbin/logrotate is missing (package logrotate)")
 pkg-config --exists rdkafka 2>/dev/null || problems+=("pkg-config cannot find rdkafka (package librdkafka-dev)")
 compgen -G "$ROOT/test/kafka-cluster/lib/kafka_2.13-*.jar" >/dev/null ||
   problems+=("test/kafka-cluster/lib/ has no kafka_2.13 jar (the Maven step above)")

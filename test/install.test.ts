@@ -1,14 +1,17 @@
 /**
  * install.sh against a local HTTP server serving a release directory, into --root trees: files, modes and
  * owners; a tampered binary refused; upgrade keeps an edited config; --uninstall and --purge; the unit passes
- * systemd-analyze verify; shellcheck; and the installed binary with the installed config ships a real journal.
+ * systemd-analyze verify; shellcheck; the installed binary with the installed config ships a real journal into
+ * the records file and prints nothing (under systemd its stdout is the journal it reads); and the installed
+ * logrotate rule rotates that file under the running agent. test/unit-hardening.test.ts checks the unit's sandbox.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { Server } from "bun";
 import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
-import { ROOT, RunningAgent } from "./support/agent.ts";
+import { readJsonLines, ROOT, RunningAgent } from "./support/agent.ts";
+import { seqsOf } from "./support/config.ts";
 import { loadConfigText } from "../src/config/load.ts";
 
 const tmp = tempDir();
@@ -97,15 +100,21 @@ describe("install.sh", () => {
     expect(owner(root, "etc/nagare")).toBe("root:nagare 750");
     expect(owner(root, "etc/nagare/nagare.yaml")).toBe("root:nagare 640");
     expect(owner(root, "var/lib/nagare")).toBe("nagare:nagare 750");
+    expect(owner(root, "var/log/nagare")).toBe("nagare:nagare 750");
     expect(owner(root, "etc/systemd/system/nagare.service")).toBe("root:root 644");
+    expect(owner(root, "etc/logrotate.d/nagare")).toBe("root:root 644");
     expect(readFileSync(join(root, "etc/passwd"), "utf8")).toMatch(/^nagare:x:\d+:\d+:nagare log agent:\/var\/lib\/nagare:\/usr\/sbin\/nologin$/m);
     expect(readFileSync(join(root, "etc/group"), "utf8")).toMatch(/^systemd-journal:x:101:nagare$/m);
     const unit = readFileSync(join(root, "etc/systemd/system/nagare.service"), "utf8");
-    for (const line of ["Restart=always", "StateDirectory=nagare", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/nagare", "LimitNOFILE=65536", "User=nagare", "SupplementaryGroups=systemd-journal"]) {
+    for (const line of ["Restart=always", "StateDirectory=nagare", "LogsDirectory=nagare", "Environment=NAGARE_DATA_DIR=/var/lib/nagare NAGARE_LOG_DIR=/var/log/nagare", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/nagare", "LimitNOFILE=65536", "User=nagare", "SupplementaryGroups=systemd-journal"]) {
       expect(unit).toContain(`${line}\n`);
     }
     expect(unit).toContain("CapabilityBoundingSet=\n");
-    expect(readFileSync(join(root, "etc/nagare/nagare.yaml"), "utf8")).not.toContain("type: docker");
+    const config = Bun.YAML.parse(readFileSync(join(root, "etc/nagare/nagare.yaml"), "utf8")) as { sources: Record<string, unknown>; sinks: Record<string, unknown> };
+    expect(Object.keys(config.sources)).toEqual(["journal"]);
+    // Not the console: under systemd the unit's stdout goes to the journal, which the journal source reads.
+    expect(config.sinks).toEqual({ file: { type: "file", inputs: ["journal"], path: "${NAGARE_LOG_DIR:-/var/log/nagare}/records.jsonl" } });
+    expect(readFileSync(join(root, "etc/logrotate.d/nagare"), "utf8")).toContain("/var/log/nagare/*.jsonl {\n    su nagare nagare\n");
     await verifyUnit(root, unit);
   });
 
@@ -114,9 +123,9 @@ describe("install.sh", () => {
     mkdirSync(join(root, "var/lib/docker/containers"), { recursive: true });
     const r = await install(root);
     expect(r.code).toBe(0);
-    const config = Bun.YAML.parse(readFileSync(join(root, "etc/nagare/nagare.yaml"), "utf8")) as { sources: Record<string, unknown>; sinks: { stdout: { inputs: string[] } } };
+    const config = Bun.YAML.parse(readFileSync(join(root, "etc/nagare/nagare.yaml"), "utf8")) as { sources: Record<string, unknown>; sinks: { file: { inputs: string[] } } };
     expect(config.sources.containers).toEqual({ type: "docker", include: ["/var/lib/docker/containers/*/*-json.log"], start_at: "tail" });
-    expect(config.sinks.stdout.inputs).toEqual(["journal", "containers"]);
+    expect(config.sinks.file.inputs).toEqual(["journal", "containers"]);
     const unit = readFileSync(join(root, "etc/systemd/system/nagare.service"), "utf8");
     expect(unit).toContain("AmbientCapabilities=CAP_DAC_READ_SEARCH\nCapabilityBoundingSet=CAP_DAC_READ_SEARCH\n");
     await verifyUnit(root, unit);
@@ -165,47 +174,76 @@ describe("install.sh", () => {
     expect(invalid.out).toContain("sources: at least one source is needed");
   });
 
-  test("--uninstall removes binary and unit and keeps data; --purge removes config, data and user", async () => {
+  test("--uninstall removes binary, unit and logrotate rule and keeps data; --purge removes config, data, logs and user", async () => {
     const root = targetRoot("uninstall");
     expect((await install(root)).code).toBe(0);
     const removed = await install(root, ["--uninstall"]);
     expect(removed.code).toBe(0);
     expect(existsSync(join(root, "usr/local/bin/nagare"))).toBe(false);
     expect(existsSync(join(root, "etc/systemd/system/nagare.service"))).toBe(false);
+    expect(existsSync(join(root, "etc/logrotate.d/nagare"))).toBe(false);
     expect(existsSync(join(root, "etc/nagare/nagare.yaml"))).toBe(true);
     expect(existsSync(join(root, "var/lib/nagare"))).toBe(true);
+    expect(existsSync(join(root, "var/log/nagare"))).toBe(true);
     const purged = await install(root, ["--uninstall", "--purge"]);
     expect(purged.code).toBe(0);
     expect(existsSync(join(root, "etc/nagare"))).toBe(false);
     expect(existsSync(join(root, "var/lib/nagare"))).toBe(false);
+    expect(existsSync(join(root, "var/log/nagare"))).toBe(false);
     expect(readFileSync(join(root, "etc/passwd"), "utf8")).not.toContain("nagare:");
   });
 
-  test("the installed binary, run with the installed config, ships a real journal", async () => {
-    const root = targetRoot("ships");
-    expect((await install(root)).code).toBe(0);
-    const journal = join(tmp.path, "host-journal");
+  /** The installed binary with the installed config, reading a real journal (5 entries) from its tail. */
+  async function startInstalled(root: string): Promise<{ agent: RunningAgent; journal: string; records: string }> {
+    const journal = join(root, "host-journal");
     await writeJournal(journal, sequenceEntries(1, 5));
     // The installed config reads "the host's journal": journalctl on PATH is a wrapper pointing at a real one.
-    const bin = join(tmp.path, "host-bin");
+    const bin = join(root, "host-bin");
     mkdirSync(bin, { recursive: true });
     writeFileSync(join(bin, "journalctl"), `#!/bin/sh\nexec ${Bun.which("journalctl")} --directory=${journal} "$@"\n`, { mode: 0o755 });
     const agent = new RunningAgent(join(root, "etc/nagare/nagare.yaml"), {
       command: [join(root, "usr/local/bin/nagare")],
-      env: { PATH: `${bin}:/usr/bin:/bin`, NAGARE_DATA_DIR: join(root, "var/lib/nagare") },
+      env: { PATH: `${bin}:/usr/bin:/bin`, NAGARE_DATA_DIR: join(root, "var/lib/nagare"), NAGARE_LOG_DIR: join(root, "var/log/nagare") },
       stdout: "pipe",
     });
-    const lines: string[] = [];
-    void (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of agent.stdout) lines.push(...decoder.decode(chunk).split("\n").filter(Boolean));
-    })();
     await waitFor("the reader at the tail", () => agent.entries().some((e) => /reads the journal from cursor/.test(e.msg)), 20_000);
+    return { agent, journal, records: join(root, "var/log/nagare/records.jsonl") };
+  }
+
+  test("the installed binary, run with the installed config, ships a real journal into the records file and prints nothing", async () => {
+    const root = targetRoot("ships");
+    expect((await install(root)).code).toBe(0);
+    const { agent, journal, records } = await startInstalled(root);
+    const stdout = new Response(agent.stdout).text();
     await writeJournal(journal, sequenceEntries(6, 3));
-    await waitFor("3 records on stdout", () => lines.length >= 3, 20_000);
+    await waitFor("3 records in the records file", () => readJsonLines(records).length >= 3, 20_000);
     expect(await agent.stop()).toBe(0);
-    expect(lines.map((l) => Number(JSON.parse(l).SEQ))).toEqual([6, 7, 8]);
+    expect(seqsOf(readJsonLines(records))).toEqual([6, 7, 8]);
+    expect(await stdout).toBe("");
     expect(existsSync(join(root, "var/lib/nagare/checkpoints/journal.json"))).toBe(true);
+  });
+
+  test("the installed logrotate rule rotates the records file under the running agent, which goes on in the new file; nothing lost", async () => {
+    const root = targetRoot("rotate");
+    expect((await install(root)).code).toBe(0);
+    const { agent, journal, records } = await startInstalled(root);
+    await writeJournal(journal, sequenceEntries(6, 3));
+    await waitFor("3 records in the records file", () => readJsonLines(records).length >= 3, 20_000);
+    // The rule as installed, pointed at the --root tree; `su root root`: the tree's nagare user is not this host's.
+    const logs = join(root, "var/log/nagare");
+    const rule = readFileSync(join(root, "etc/logrotate.d/nagare"), "utf8").replaceAll("/var/log/nagare", logs).replace("su nagare nagare", "su root root").replace("create 0640 nagare nagare", "create 0640 root root");
+    writeFileSync(join(root, "logrotate.conf"), rule);
+    const rotate = await sh(["logrotate", "--force", "--state", join(root, "logrotate.state"), join(root, "logrotate.conf")]);
+    expect(rotate.out).toBe("");
+    expect(rotate.code).toBe(0);
+    expect(seqsOf(readJsonLines(`${records}.1`))).toEqual([6, 7, 8]);
+    expect(statSync(records).size).toBe(0);
+    expect(statSync(records).mode & 0o777).toBe(0o640);
+    await writeJournal(journal, sequenceEntries(9, 3));
+    await waitFor("3 records in the new records file", () => readJsonLines(records).length >= 3, 20_000);
+    expect(await agent.stop()).toBe(0);
+    expect(seqsOf(readJsonLines(records))).toEqual([9, 10, 11]);
+    expect(seqsOf(readJsonLines(`${records}.1`))).toEqual([6, 7, 8]);
   });
 });
 

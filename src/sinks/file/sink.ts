@@ -3,6 +3,10 @@
  * reader without blocking the agent) and reopened after an error. A batch is delivered once its bytes were
  * written — and fsynced, with `fsync: true`. A partial last line left by an agent killed mid-write is cut off
  * before appending: its record was not acknowledged, so it is written again whole.
+ *
+ * Rotation by rename (logrotate's default `create`) is followed: before each new batch the path is looked up,
+ * and when it no longer names the open file, the file is closed and the path opened anew. Lines written in
+ * between land in the renamed file, so nothing is lost; a batch is never split across the two files.
  */
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { writeBatch, type PendingWrite } from "../../core/batch-writer.ts";
@@ -19,6 +23,8 @@ export class FileSink implements Sink<PendingWrite> {
   /** One batch at a time: lines of the next batch must not interleave with a batch being written. */
   readonly maxInFlight = 1;
   private file: FileHandle | undefined;
+  /** Device and inode of the open file, to notice that its path was renamed away (rotation). */
+  private identity: { dev: number; ino: number } | undefined;
   private readonly encode: (batch: Batch) => Buffer;
 
   constructor(
@@ -33,6 +39,7 @@ export class FileSink implements Sink<PendingWrite> {
 
   async send(delivery: Delivery<PendingWrite>): Promise<SendResult> {
     try {
+      if (this.file !== undefined && (delivery.state?.written ?? 0) === 0 && (await this.rotatedAway())) await this.close();
       this.file ??= await this.open();
       await writeBatch(this.file.fd, delivery, this.encode);
       if (this.config.fsync) await this.file.sync();
@@ -50,12 +57,22 @@ export class FileSink implements Sink<PendingWrite> {
       const removed = await cutTornLine(path, st.size);
       if (removed > 0) this.log.warn(`Sink ${this.name} removed a partial last line of ${removed} bytes from ${path}, left by an interrupted write; its record is written again whole.`);
     }
-    return open(path, "a", 0o640);
+    const file = await open(path, "a", 0o640);
+    const opened = await file.stat();
+    this.identity = { dev: opened.dev, ino: opened.ino };
+    return file;
+  }
+
+  /** True when the path names another file than the open one, or none (renamed or removed). */
+  private async rotatedAway(): Promise<boolean> {
+    const st = await stat(this.config.path).catch(() => undefined);
+    return st === undefined || st.dev !== this.identity?.dev || st.ino !== this.identity.ino;
   }
 
   async close(): Promise<void> {
     const file = this.file;
     this.file = undefined;
+    this.identity = undefined;
     await file?.close().catch(() => undefined);
   }
 }
