@@ -27,6 +27,18 @@ export const journaldSourceConfig = z
     max_entry_bytes: size("Fields beyond this many bytes in one entry are dropped and the entry marked truncated.", "4MiB"),
     restart_backoff_max: duration("Longest wait between restarts of a failed journalctl or gateway connection.", "30s"),
     connect_timeout: duration("How long to wait for the gateway to answer, or for journalctl to report the journal's end.", "10s"),
+    idle_timeout: duration(
+      "With `url`: reconnect from the last entry read when the gateway stream brings nothing for this long (0: never). gatewayd sends nothing while the journal is quiet, so on a quiet host this is routine and logged at debug level; it also ends a stream that stalled or that a NAT dropped silently.",
+      "60s",
+    ),
+    exclude_own_unit: z
+      .boolean()
+      .default(true)
+      .describe("Skip entries that nagare itself wrote: those of nagare.service, nagare@*.service and the unit the agent runs in (from /proc/self/cgroup). Under systemd the agent's output goes to the journal, so a console sink would otherwise print its own lines again and again."),
+    exclude_units: z
+      .array(z.string().regex(/^[^\s/=]+$/, "a unit name such as `foo.service`, `*` for any characters"))
+      .default([])
+      .describe("More systemd units whose entries are skipped, matched against `_SYSTEMD_UNIT` and `_SYSTEMD_USER_UNIT`; `*` matches any characters (`noisy-*.service`). Skipped entries are counted in nagare_source_excluded_records_total."),
   })
   .check((ctx) => {
     const c = ctx.value;

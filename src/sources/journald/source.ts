@@ -2,7 +2,9 @@
  * The journald source: reads the journal export format from journalctl, systemd-journal-gatewayd or a saved
  * export file, and resumes after the last acknowledged entry. A reader that dies is restarted from the last
  * entry this source has already handed to the pipeline (those records are in memory and will be delivered);
- * after a crash of the agent itself, reading resumes from the saved, acknowledged cursor.
+ * after a crash of the agent itself, reading resumes from the saved, acknowledged cursor. Entries of excluded
+ * units (nagare's own, see units.ts) are read past without being emitted; the saved cursor moves past them once
+ * everything emitted before them is acknowledged.
  */
 import { Backoff, sleep } from "../../core/backoff.ts";
 import type { Source, SourceContext } from "../../core/component.ts";
@@ -12,6 +14,7 @@ import type { JournaldSourceConfig } from "./config.ts";
 import { ExportFileReader, JournalctlReader, tailCursor, type ExportReader, type FileIdentity } from "./readers.ts";
 import { GatewayReader, gatewayTailCursor } from "./gateway.ts";
 import { JOURNAL_STREAM, JournalRecord } from "./record.ts";
+import { readOwnUnit, UnitExclusion } from "./units.ts";
 
 /** What a journald source saves: the cursor of the last acknowledged entry, plus the byte offset in file mode. */
 export interface JournalPosition {
@@ -32,12 +35,23 @@ export class JournaldSource implements Source {
   /** start_at: tail was turned into a cursor once; a restart must not skip to the tail again. */
   private tailResolved = false;
   private counters: ReturnType<JournaldSource["makeCounters"]> | undefined;
+  private exclusion: UnitExclusion | undefined;
+  /** The last record emitted, and whether entries were skipped after it (then their position is saved once it is done). */
+  private lastEmitted: JournalRecord | undefined;
+  private skippedSince = false;
+  private skippedCursor: string | undefined;
+  private skippedOffset = 0;
+  /** The entry a restarted journalctl or gateway stream starts with, which was read before: it is dropped. */
+  private expectCursor: string | undefined;
 
   constructor(readonly name: string, private readonly config: JournaldSourceConfig) {}
 
   async run(ctx: SourceContext): Promise<void> {
     const counters = (this.counters ??= this.makeCounters(ctx));
-    if (!this.initialised) this.restore(ctx);
+    if (!this.initialised) {
+      this.restore(ctx);
+      this.exclusion = this.excludeUnits(ctx);
+    }
     const backoff = new Backoff(500, this.config.restart_backoff_max);
     while (!this.stopped) {
       let reader: ExportReader;
@@ -54,6 +68,13 @@ export class JournaldSource implements Source {
       this.reader = undefined;
       if (this.stopped) return;
       if (this.config.file !== undefined && reader.failure === undefined) return;
+      if (reader instanceof GatewayReader && reader.idle) {
+        // gatewayd sends nothing while the journal is quiet: on a quiet host this happens every idle_timeout.
+        counters.idleReconnects.value++;
+        backoff.reset();
+        ctx.log.debug(`Source ${this.name} heard nothing from the gateway for ${this.config.idle_timeout} ms and reconnects after the last entry read.`);
+        continue;
+      }
       counters.restarts.value++;
       if (emitted > 0) backoff.reset();
       const delay = backoff.next();
@@ -70,10 +91,16 @@ export class JournaldSource implements Source {
 
   checkpoint(watermarks: ReadonlyMap<string, unknown>): JournalPosition | undefined {
     const mark = watermarks.get(JOURNAL_STREAM) as JournalRecord | undefined;
+    // Skipped entries after the last emitted record are done as soon as it is (or at once, when none was emitted).
+    if (this.skippedSince && mark === this.lastEmitted) return this.position(this.skippedCursor, this.skippedOffset);
     if (mark === undefined) return undefined;
-    if (this.config.file === undefined || this.fileIdentity === undefined) return { cursor: mark.cursor };
+    return this.position(mark.cursor, mark.offset);
+  }
+
+  private position(cursor: string | undefined, offset: number): JournalPosition {
+    if (this.config.file === undefined || this.fileIdentity === undefined) return { cursor };
     const { path, dev, ino } = this.fileIdentity;
-    return { cursor: mark.cursor, file: { path, dev, ino, offset: mark.offset } };
+    return { cursor, file: { path, dev, ino, offset } };
   }
 
   private restore(ctx: SourceContext): void {
@@ -87,7 +114,7 @@ export class JournaldSource implements Source {
     const c = this.config;
     if (c.file !== undefined) return this.openFile(ctx, c.file);
     const journalctl = { program: c.journalctl, directory: c.directory, matches: c.matches };
-    const gateway = c.url === undefined ? undefined : { url: c.url, timeoutMs: c.connect_timeout, signal: this.stopSignal.signal };
+    const gateway = c.url === undefined ? undefined : { url: c.url, timeoutMs: c.connect_timeout, idleTimeoutMs: c.idle_timeout, signal: this.stopSignal.signal };
     if (this.resumeCursor === undefined && c.start_at === "tail" && !ctx.fromOldest && !this.tailResolved) {
       // Follow from the newest entry's cursor, dropping that entry: exact even while the journal grows.
       this.resumeCursor = gateway ? await gatewayTailCursor(gateway) : await tailCursor(journalctl, c.connect_timeout);
@@ -122,7 +149,7 @@ export class JournaldSource implements Source {
     const entries: ExportEntry[] = [];
     const bad: MalformedEntry[] = [];
     // journalctl --cursor and a gateway Range print the saved entry itself first; a file resumes after it.
-    let expectCursor = this.config.file === undefined ? this.resumeCursor : undefined;
+    this.expectCursor = this.config.file === undefined ? this.resumeCursor : undefined;
     let emitted = 0;
     const streamBase = this.resumeOffset;
     while (!this.stopped) {
@@ -136,19 +163,37 @@ export class JournaldSource implements Source {
       if (chunk !== null) parser.push(chunk, entries, bad);
       else if (this.config.file !== undefined && reader.failure === undefined && !this.stopped) parser.end(entries, bad);
       if (bad.length > 0) this.reportMalformed(bad, ctx);
-      for (let i = 0; i < entries.length; i++) {
-        const entry = entries[i]!;
-        if (expectCursor !== undefined) {
-          const resumed = entry.cursor === expectCursor;
-          if (!resumed) this.reportGap(expectCursor, ctx);
-          expectCursor = undefined;
-          if (resumed) continue;
-        }
-        ctx.emit(this.toRecord(entry, streamBase + entry.end));
-        emitted++;
-      }
-      entries.length = 0;
+      if (entries.length > 0) emitted += this.handOn(entries, streamBase, ctx);
       if (chunk === null) break;
+    }
+    return emitted;
+  }
+
+  /** Emits one chunk's entries, less the resume entry and those of excluded units; returns how many it emitted. */
+  private handOn(entries: ExportEntry[], streamBase: number, ctx: SourceContext): number {
+    const exclusion = this.exclusion;
+    let emitted = 0;
+    let skipped = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (this.expectCursor !== undefined) {
+        const resumed = entry.cursor === this.expectCursor;
+        if (!resumed) this.reportGap(this.expectCursor, ctx);
+        this.expectCursor = undefined;
+        if (resumed) continue;
+      }
+      if (exclusion !== undefined && exclusion.excludes(entry.fields)) {
+        this.skip(entry, streamBase + entry.end);
+        skipped++;
+        continue;
+      }
+      ctx.emit(this.toRecord(entry, streamBase + entry.end));
+      emitted++;
+    }
+    entries.length = 0;
+    if (skipped > 0) {
+      this.counters!.excluded.value += skipped;
+      ctx.positionChanged();
     }
     return emitted;
   }
@@ -163,7 +208,29 @@ export class JournaldSource implements Source {
     this.resumeCursor = cursor;
     this.resumeOffset = offset;
     const idKey = entry.cursor ?? `${this.fileIdentity?.dev}:${this.fileIdentity?.ino}:${offset}`;
-    return new JournalRecord(this.name, entry.fields, entry.binaryFields, realtimeUs, memoryEstimate(entry), cursor, offset, idKey);
+    const record = new JournalRecord(this.name, entry.fields, entry.binaryFields, realtimeUs, memoryEstimate(entry), cursor, offset, idKey);
+    this.lastEmitted = record;
+    this.skippedSince = false;
+    return record;
+  }
+
+  /** An entry of an excluded unit: not shipped, but reading (and, once what came before is done, the checkpoint) moves past it. */
+  private skip(entry: ExportEntry, offset: number): void {
+    this.resumeCursor = entry.cursor ?? this.resumeCursor;
+    this.resumeOffset = offset;
+    this.skippedSince = true;
+    this.skippedCursor = this.resumeCursor;
+    this.skippedOffset = offset;
+  }
+
+  private excludeUnits(ctx: SourceContext): UnitExclusion | undefined {
+    const own = this.config.exclude_own_unit ? readOwnUnit() : undefined;
+    const exclusion = UnitExclusion.of(this.config, own);
+    if (exclusion !== undefined) {
+      const where = own === undefined ? "" : ` (${own} is the unit the agent runs in)`;
+      ctx.log.info(`Source ${this.name} skips journal entries written by ${exclusion.units.join(", ")}${where}.`);
+    }
+    return exclusion;
   }
 
   private reportMalformed(bad: MalformedEntry[], ctx: SourceContext): void {
@@ -187,6 +254,8 @@ export class JournaldSource implements Source {
       truncated: ctx.metrics.counter("nagare_journal_truncated_entries_total", "Journal entries with a value cut at max_field_bytes or max_entry_bytes.", labels),
       gaps: ctx.metrics.counter("nagare_journal_gaps_total", "Resumes whose saved entry was no longer in the journal.", labels),
       restarts: ctx.metrics.counter("nagare_journal_reader_restarts_total", "Times journalctl or the gateway connection was restarted.", labels),
+      idleReconnects: ctx.metrics.counter("nagare_journal_idle_reconnects_total", "Times the gateway stream brought nothing for idle_timeout and was reconnected (routine on a quiet journal).", labels),
+      excluded: ctx.metrics.counter("nagare_source_excluded_records_total", "Entries skipped because an excluded unit (by default nagare's own) wrote them.", labels),
     };
   }
 }
