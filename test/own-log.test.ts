@@ -57,8 +57,8 @@ describe("log output", () => {
     const fifo = join(tmp.path, "unit.fifo");
     mkfifo(fifo);
     const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    const output = LogOutput.of(fd, 16 * 1024);
     try {
-      const output = LogOutput.of(fd, 16 * 1024);
       const droppedBefore = LogOutput.droppedLines;
       const total = 2000;
       for (let i = 0; i < total; i++) output.write(`${JSON.stringify({ n: i, pad: "p".repeat(80) })}\n`);
@@ -82,6 +82,7 @@ describe("log output", () => {
       expect(entries.at(-1)).toMatchObject({ level: "warn", dropped_lines: dropped });
       expect(output.pendingBytes).toBe(0);
     } finally {
+      output.close();
       closeSync(fd);
     }
   });

@@ -13,7 +13,7 @@
  * (a terminal stays blocking), so touching it is enough; the writes themselves bypass Bun's stream, whose
  * buffer is unbounded and is discarded by process.exit. Writes to regular files never wait for a reader.
  */
-import { writevSync } from "node:fs";
+import { fstatSync, writevSync } from "node:fs";
 
 const MAX_QUEUED_BYTES = 1 << 20;
 /** How often a full output is tried again: cheap (one failing syscall), and short enough to keep order snappy. */
@@ -43,6 +43,8 @@ export class LogOutput {
   private constructor(
     readonly fd: number,
     private readonly maxBytes: number,
+    /** What the descriptor referred to when this output was made: a closed number may be reused for another file. */
+    private readonly identity: string,
   ) {
     if (fd === 2) void process.stderr;
   }
@@ -50,9 +52,10 @@ export class LogOutput {
   /** The output of `fd`, shared by every logger writing to it so their lines keep one order. */
   static of(fd: number, maxBytes = MAX_QUEUED_BYTES): LogOutput {
     let output = outputs.get(fd);
-    // A broken output's descriptor number may since have been reused for a new file.
-    if (output === undefined || output.broken) {
-      output = new LogOutput(fd, maxBytes);
+    const identity = identityOf(fd);
+    if (output === undefined || output.broken || output.identity !== identity) {
+      output?.close();
+      output = new LogOutput(fd, maxBytes, identity);
       outputs.set(fd, output);
     }
     if (!exitHookInstalled) {
@@ -79,6 +82,21 @@ export class LogOutput {
     if (this.dropped > 0) this.enqueue(this.dropNotice());
     this.enqueue(bytes);
     if (this.timer === undefined) this.drain();
+  }
+
+  /**
+   * Stops writing to the descriptor, for an owner about to close it (a log file of its own): what is still
+   * queued is dropped and counted, and no retry will touch the descriptor number after it is reused.
+   */
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    LogOutput.droppedLines += this.queue.length;
+    this.queue = [];
+    this.offset = 0;
+    this.queuedBytes = 0;
+    this.broken = true;
+    if (outputs.get(this.fd) === this) outputs.delete(this.fd);
   }
 
   /** Writes until the queue is empty or `ms` passed, waiting (blocking) while the descriptor is full. */
@@ -151,5 +169,14 @@ export class LogOutput {
     this.dropped = 0;
     const msg = `The agent's own log dropped ${n} line(s) here because its output was not being read and ${this.maxBytes} bytes of lines were already waiting; records were not affected.`;
     return Buffer.from(`${JSON.stringify({ ts: new Date().toISOString(), level: "warn", msg, dropped_lines: n })}\n`);
+  }
+}
+
+function identityOf(fd: number): string {
+  try {
+    const st = fstatSync(fd);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return "closed";
   }
 }
