@@ -9,7 +9,7 @@
 # /etc/nagare/nagare.yaml only if absent (validated; it appends records to /var/log/nagare/records.jsonl,
 # rotated by /etc/logrotate.d/nagare), and a hardened systemd unit that is enabled and (re)started where
 # systemd runs. Running it again upgrades the binary and keeps config and checkpoints.
-# --root DIR installs into a directory tree (image builds, tests); nothing is started then.
+# --root DIR installs into an OS tree that has etc/passwd and etc/group (image builds, tests); nothing is started then.
 set -eu
 
 NAGARE_BASE_URL=${NAGARE_BASE_URL:-https://github.com/nagare-dev/nagare/releases/latest/download}
@@ -36,6 +36,17 @@ while [ $# -gt 0 ]; do
 done
 
 [ "$(id -u)" -eq 0 ] || die "this installer must run as root (it creates a system user and a systemd unit); try: sudo sh install.sh"
+
+# The nagare user is added to the tree's own account files (groupadd/useradd --prefix), which must be there:
+# without them groupadd fails with "cannot lock .../etc/group; try again later", which sounds like a busy system.
+if [ -n "$root" ]; then
+  [ -d "$root" ] || die "--root $root does not exist or is not a directory; pass the root directory of the OS tree (image, chroot) to install into"
+  missing=""
+  for f in etc/passwd etc/group; do
+    [ -f "$root/$f" ] || missing="${missing:+$missing and }$f"
+  done
+  [ -z "$missing" ] || die "--root $root does not look like an OS tree: it has no $missing (the nagare user and group are added there); pass the root directory of the OS tree (image, chroot) to install into"
+fi
 
 bin_path="$root/usr/local/bin/nagare"
 conf_dir="$root/etc/nagare"

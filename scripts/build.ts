@@ -1,11 +1,12 @@
 /**
- * Builds the single self-contained binary dist/nagare (no Bun or Node needed where it runs).
+ * Builds the single self-contained binary dist/nagare, or the file named by the first argument (no Bun or Node
+ * needed where it runs).
  *
  * One plugin: @platformatic/wasm-utils reads its .wasm file from disk next to its module, which does not exist
  * inside a compiled binary (ENOENT under /$bunfs); its "bundled" entry carries the same WebAssembly inline, so
  * the binary resolves the package to that entry.
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { BunPlugin } from "bun";
 
 const ROOT = join(import.meta.dir, "..");
@@ -21,7 +22,7 @@ const inlineWasm: BunPlugin = {
 
 const result = await Bun.build({
   entrypoints: [join(ROOT, "src", "cli.ts")],
-  compile: { outfile: join(ROOT, "dist", "nagare") },
+  compile: { outfile: resolve(process.argv[2] ?? join(ROOT, "dist", "nagare")) },
   minify: true,
   sourcemap: "inline",
   plugins: [inlineWasm],

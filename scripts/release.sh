@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Builds the release binary for this machine's architecture: dist/nagare-linux-<arch> and its .sha256
-# ("<hash>  nagare-linux-<arch>", as sha256sum writes it), the files install.sh downloads.
+# ("<hash>  nagare-linux-<arch>", as sha256sum writes it), the files install.sh downloads. An argument names
+# another output directory instead of dist.
 set -euo pipefail
+out=${1:+$(realpath -m "$1")}
 cd "$(dirname "$0")/.."
+out=${out:-$PWD/dist}
 case "$(uname -m)" in
   x86_64) arch=x64 ;;
   aarch64) arch=arm64 ;;
   *) echo "release.sh: unsupported architecture $(uname -m)" >&2; exit 1 ;;
 esac
-bash scripts/build.sh >/dev/null
+bash scripts/build.sh "$out" >/dev/null
 name="nagare-linux-$arch"
-cp dist/nagare "dist/$name"
-(cd dist && sha256sum "$name" > "$name.sha256")
-cp install.sh dist/install.sh
-echo "dist/$name ($(du -h "dist/$name" | cut -f1)), dist/$name.sha256, dist/install.sh"
+cp "$out/nagare" "$out/$name"
+(cd "$out" && sha256sum "$name" > "$name.sha256")
+cp install.sh "$out/install.sh"
+echo "$out/$name ($(du -h "$out/$name" | cut -f1)), $out/$name.sha256, $out/install.sh"

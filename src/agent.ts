@@ -5,7 +5,8 @@
  * to the buffer or the data directory restart the whole pipeline (drained first).
  */
 import { existsSync } from "node:fs";
-import { loadConfigFile, loadConfigText, type LoadResult } from "./config/load.ts";
+import { loadConfigText, type LoadResult } from "./config/load.ts";
+import { assemble, assemblyOf, linesOf, loadConfigFile, type Assembly, type Fragment } from "./config/fragments.ts";
 import { DEFAULT_CONFIG_PATH, embeddedDefault } from "./config/default.ts";
 import { environmentProblems } from "./config/environment.ts";
 import type { Config } from "./config/schema.ts";
@@ -16,11 +17,19 @@ import { ApiServer, type HealthReport } from "./observe/api.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 
+/** Where a config comes from; a reload passes what ran of each fragment, to keep it when its file broke. */
+export interface ConfigOrigin {
+  origin: string;
+  load(previous?: ReadonlyMap<string, Fragment>): LoadResult;
+  /** Every file checked, each with its own problems (`validate`). */
+  check(): Assembly;
+}
+
 /** Which config `run`, `validate` and `checkpoints` use: -c FILE, else /etc/nagare/nagare.yaml, else embedded. */
-export function resolveConfig(path: string | undefined): { origin: string; load: () => LoadResult } {
-  if (path !== undefined) return { origin: path, load: () => loadConfigFile(path) };
-  if (existsSync(DEFAULT_CONFIG_PATH)) return { origin: DEFAULT_CONFIG_PATH, load: () => loadConfigFile(DEFAULT_CONFIG_PATH) };
-  return { origin: "(embedded default)", load: () => loadConfigText(embeddedDefault(), "embedded.yaml") };
+export function resolveConfig(path: string | undefined): ConfigOrigin {
+  const file = path ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
+  if (file !== undefined) return { origin: file, load: (previous) => loadConfigFile(file, process.env, previous), check: () => assemble(file) };
+  return { origin: "(embedded default)", load: () => loadConfigText(embeddedDefault(), "embedded.yaml"), check: () => assemble("embedded.yaml", process.env, undefined, embeddedDefault()) };
 }
 
 function routesOf(config: Config): Map<string, string[]> {
@@ -57,9 +66,13 @@ export class Agent {
   private reloading: Promise<{ applied: boolean; problems: string[] }> | undefined;
   private readonly failedReloads;
   private readonly reloads;
+  /** What runs of each config fragment. */
+  private fragments: ReadonlyMap<string, Fragment> = new Map();
+  /** Every fragment file the last load found, refused ones included. */
+  private fragmentFiles: readonly string[] = [];
 
   constructor(
-    private readonly origin: { origin: string; load: () => LoadResult },
+    private readonly origin: ConfigOrigin,
     config: Config,
     private readonly log: Logger,
     private readonly metrics: Metrics,
@@ -68,10 +81,13 @@ export class Agent {
     this.pipeline = buildPipeline(config, log, metrics);
     this.failedReloads = metrics.counter("nagare_config_reload_failures_total", "Reloads refused because the new config is invalid or could not start.");
     this.reloads = metrics.counter("nagare_config_reloads_total", "Reloads applied.");
+    this.takeFragments(assemblyOf(config));
   }
 
   start(): void {
-    for (const problem of environmentProblems(this.config)) this.log.warn(`Config check: ${problem}.`);
+    // The environment may heal (a directory made readable, a program installed): run anyway; the component
+    // concerned keeps trying and /health reports it while it cannot work.
+    for (const problem of environmentProblems(this.config)) this.log.error(`The environment is not ready: ${problem}; nagare runs anyway and keeps trying.`);
     this.pipeline.start();
     this.startApi();
     this.log.info(`nagare is running with ${this.origin.origin}: ${Object.keys(this.config.sources).length} source(s), ${Object.keys(this.config.sinks).length} sink(s).`);
@@ -79,19 +95,14 @@ export class Agent {
 
   /** True once every source is read-once and done, and everything read was acknowledged. */
   get exhausted(): boolean {
-    return this.pipeline.exhausted;
+    // With fragments there may be no source at all for now; a reload may add some.
+    return Object.keys(this.config.sources).length > 0 && this.pipeline.exhausted;
   }
 
   health(): HealthReport {
     const maxStall = this.config.health.max_stall;
-    const sinks = this.pipeline.sinkStalls().map((s) => ({
-      sink: s.sink,
-      healthy: s.stalledMs <= maxStall,
-      stalled_seconds: Math.round(s.stalledMs / 100) / 10,
-      ...(s.stalledMs > maxStall ? { reason: `nothing delivered for ${Math.round(s.stalledMs / 1000)} s while records wait${s.lastError ? `: ${s.lastError}` : ""}` } : {}),
-    }));
-    const healthy = sinks.every((s) => s.healthy);
-    return { healthy, body: { status: healthy ? "ok" : "unhealthy", max_stall_seconds: maxStall / 1000, sinks } };
+    const { healthy, sources, sinks, checkpoints } = this.pipeline.health(maxStall);
+    return { healthy, body: { status: healthy ? "ok" : "unhealthy", max_stall_seconds: maxStall / 1000, sources, sinks, checkpoints } };
   }
 
   /** Re-reads the config and applies it; never throws, never stops the agent. */
@@ -120,7 +131,7 @@ export class Agent {
   }
 
   private async applyReload(): Promise<{ applied: boolean; problems: string[] }> {
-    const result = this.origin.load();
+    const result = this.origin.load(this.fragments);
     if (!result.ok) {
       this.failedReloads.value++;
       this.log.error(`The reloaded config ${this.origin.origin} is invalid and was not applied; the running config stays in force: ${result.problems.join("; ")}.`);
@@ -152,9 +163,40 @@ export class Agent {
     this.log.setLevel(next.log.level);
     if (apiChanged) this.startApi();
     this.reloads.value++;
-    for (const problem of problems) this.log.warn(`Config check: ${problem}.`);
+    for (const problem of problems) this.log.error(`The environment is not ready: ${problem}; nagare runs anyway and keeps trying.`);
+    const refused = this.takeFragments(assemblyOf(next));
     this.log.info(`Reloaded ${this.origin.origin}.`);
-    return { applied: true, problems: [] };
+    return { applied: true, problems: refused };
+  }
+
+  /**
+   * Logs what happened to each config fragment and keeps what runs of them for the next reload; returns the
+   * problems of refused fragments, one line each with its file.
+   */
+  private takeFragments(assembly: Assembly | undefined): string[] {
+    if (assembly === undefined) return [];
+    const refused: string[] = [];
+    const gauge = (file: string) => this.metrics.gauge("nagare_config_fragment_refused", "1 while the current version of this config fragment is refused (its previous version may still run), else 0.", { file });
+    for (const report of assembly.fragments) {
+      gauge(report.file).value = report.problems.length > 0 ? 1 : 0;
+      if (report.problems.length === 0) continue;
+      refused.push(...linesOf(report, true));
+      const what = report.kept ? "its previous version keeps running" : "so none of its sources or sinks run (the other config files do)";
+      this.log.error(`The config fragment ${report.file} is refused, ${what}: ${report.problems.join("; ")}.`);
+    }
+    for (const file of this.fragmentFiles) {
+      if (assembly.fragments.some((r) => r.file === file)) continue;
+      gauge(file).value = 0;
+      const gone = this.fragments.get(file);
+      const names = gone === undefined ? [] : [...Object.keys(gone.sources), ...Object.keys(gone.sinks)];
+      this.log.info(`The config fragment ${file} is gone; ${names.length === 0 ? "it ran nothing" : `its sources and sinks stop: ${names.join(", ")}`}.`);
+    }
+    for (const name of assembly.idle) {
+      this.log.warn(`Source ${name} of ${assembly.main.file} is read by no running sink, so it is not started; it reads on from its saved position once a sink reads it.`);
+    }
+    this.fragments = assembly.accepted;
+    this.fragmentFiles = assembly.fragments.map((r) => r.file);
+    return refused;
   }
 
   /** What changes in place: unchanged sources and sinks keep running; the rest is built now (it may throw). */

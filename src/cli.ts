@@ -1,22 +1,20 @@
 #!/usr/bin/env bun
 /**
- * nagare's command line: run, validate, checkpoints, version. Exit status: 0 ok, 78 (EX_CONFIG) bad config,
+ * nagare's command line: run, validate, checkpoints, schema, version. Exit status (src/exit-codes.ts): 0 ok,
+ * 64 (EX_USAGE) bad command line, 69 (EX_UNAVAILABLE) environment not ready, 78 (EX_CONFIG) bad config,
  * 1 fatal runtime error.
  */
-import { Command } from "commander";
+import { Command, type CommanderError } from "commander";
 import pkg from "../package.json" with { type: "json" };
 import { Agent, resolveConfig } from "./agent.ts";
-import { environmentProblems } from "./config/environment.ts";
-import { probeConfig } from "./config/connect.ts";
+import { validateCommand } from "./cli-validate.ts";
 import { printSchema } from "./config/json-schema.ts";
-import type { Config } from "./config/schema.ts";
-import { CheckpointStore } from "./core/checkpoint-store.ts";
-import { DataDirLock } from "./core/data-dir-lock.ts";
+import { sinkConfig, SINK_TYPES, sourceConfig, SOURCE_TYPES, type Config } from "./config/schema.ts";
 import { describeError, NagareError } from "./core/errors.ts";
 import { Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
-
-export const EX_CONFIG = 78;
+import { checkpoints } from "./cli-checkpoints.ts";
+import { EX_CONFIG, EX_USAGE } from "./exit-codes.ts";
 
 function loadOrExit(path: string | undefined): { config: Config; origin: ReturnType<typeof resolveConfig> } {
   const origin = resolveConfig(path);
@@ -64,82 +62,75 @@ async function run(options: { config?: string }): Promise<void> {
 }
 
 async function validate(options: { config?: string; connect?: boolean }): Promise<void> {
-  const { config, origin } = loadOrExit(options.config);
-  const problems = environmentProblems(config);
-  for (const problem of problems) process.stderr.write(`${problem}\n`);
-  if (problems.length > 0) process.exit(EX_CONFIG);
-  process.stdout.write(`${origin.origin}: valid (${Object.keys(config.sources).length} source(s), ${Object.keys(config.sinks).length} sink(s))\n`);
-  if (!options.connect) return;
-  const probes = await probeConfig(config);
-  for (const probe of probes) (probe.ok ? process.stdout : process.stderr).write(`${probe.line}\n`);
-  if (probes.some((p) => !p.ok)) process.exit(EX_CONFIG);
+  const status = await validateCommand(resolveConfig(options.config), options.connect === true);
+  if (status !== 0) process.exit(status);
 }
 
-function checkpoints(options: { config?: string; json?: boolean; reset?: string[] }): void {
-  const { config } = loadOrExit(options.config);
-  const store = new CheckpointStore(config.data_dir);
-  if (options.reset !== undefined) return resetCheckpoints(config, store, options.reset);
-  const saved = store.list();
-  if (options.json) {
-    process.stdout.write(`${JSON.stringify(saved.map((s) => s.checkpoint ?? { file: s.file, problem: s.problem }))}\n`);
-    return;
-  }
-  if (saved.length === 0) {
-    process.stdout.write(`no checkpoints in ${config.data_dir}\n`);
-    return;
-  }
-  for (const { file, checkpoint, problem } of saved) {
-    if (checkpoint === undefined) process.stdout.write(`${file}: unusable (${problem})\n`);
-    else process.stdout.write(`${checkpoint.source}\t${checkpoint.type}\t${checkpoint.saved_at}\t${JSON.stringify(checkpoint.position)}\n`);
-  }
-}
-
-/** Drops saved positions while no agent runs on the data dir: those sources then start as configured by start_at. */
-function resetCheckpoints(config: Config, store: CheckpointStore, sources: string[]): void {
-  const unknown = sources.filter((s) => !(s in config.sources) && !store.list().some((c) => c.file === store.pathOf(s)));
-  if (unknown.length > 0) {
-    process.stderr.write(`no source named ${unknown.join(", ")} in the config and no checkpoint file for it in ${store.dir}\n`);
-    process.exit(EX_CONFIG);
-  }
-  const lock = new DataDirLock(config.data_dir);
-  try {
-    lock.acquire();
-  } catch (err) {
-    process.stderr.write(`cannot reset checkpoints: ${describeError(err)}; stop that agent first\n`);
-    process.exit(1);
-  }
-  try {
-    for (const source of sources) {
-      const removed = store.reset(source);
-      process.stdout.write(removed ? `${source}: checkpoint removed; the source starts as configured by start_at on the next run\n` : `${source}: no checkpoint saved\n`);
-    }
-  } finally {
-    lock.release();
-  }
-}
-
+// Usage errors (unknown command or option, missing argument) exit 64; the settings are inherited by every
+// command defined below.
 const program = new Command()
   .name("nagare")
-  .description("Edge log agent: the systemd journal to Kafka, resumed exactly after the last acknowledged record.")
-  .version(pkg.version, "-V, --version", "print the version number");
+  .description(
+    "nagare, an edge log agent: reads logs on this host and ships them to a destination, and after a restart or a crash resumes exactly after the last record the destination acknowledged. A config names sources and sinks of the types below.",
+  )
+  .version(pkg.version, "-V, --version", "print the version number")
+  .exitOverride(usageError)
+  .addHelpText("after", ({ error }) => typesAndExitStatusHelp(error ? process.stderr : process.stdout));
+
+/**
+ * After commander's error line, the usage of the command that failed and where its help is, on stderr; exit 64.
+ * Commander calls this as a method of that command. Not the whole help: its first line would scroll away.
+ */
+function usageError(this: Command, err: CommanderError): never {
+  if (err.exitCode === 0) process.exit(0); // --help, --version
+  const names: string[] = [];
+  for (let c: Command | null = this; c !== null; c = c.parent) names.unshift(c.name());
+  const path = names.join(" ");
+  process.stderr.write(`Usage: ${path} ${this.usage()}\nRun '${path} --help' for ${this.parent === null ? "the commands" : "its options"}.\n`);
+  process.exit(EX_USAGE);
+}
+
+/** The top-level help's lists of source and sink types, each with its schema description, and the exit statuses. */
+function typesAndExitStatusHelp(out: NodeJS.WriteStream): string {
+  const help = program.createHelp();
+  help.prepareContext({ helpWidth: out.isTTY ? out.columns : undefined });
+  type Component = { shape: { type: { value: unknown } }; description?: string };
+  const describe = (options: readonly Component[], type: string) => options.find((o) => o.shape.type.value === type)?.description ?? "";
+  const item = (term: string, description: string) => help.formatItem(term, 8, description, help);
+  return [
+    "",
+    "Source types (`type:` of an entry under `sources`):",
+    ...SOURCE_TYPES.map((type) => item(type, describe(sourceConfig.options, type))),
+    "",
+    "Sink types (`type:` of an entry under `sinks`):",
+    ...SINK_TYPES.map((type) => item(type, describe(sinkConfig.options, type))),
+    "",
+    "Exit status:",
+    item("0", "ok"),
+    item("1", "fatal runtime error"),
+    item("64", "bad command line: an unknown command or option, a missing argument"),
+    item("69", "the environment is not ready and may heal: a destination unreachable, a journal or directory not readable, a program missing"),
+    item("78", "the config is wrong (or a checkpoint file needs a decision): fix it, retrying cannot help"),
+  ].join("\n");
+}
 
 const configOption = ["-c, --config <file>", "config file (default: /etc/nagare/nagare.yaml if it exists, else the embedded default)"] as const;
 
 program.command("run").description("run the agent until SIGTERM/SIGINT; SIGHUP reloads the config").option(...configOption).action(run);
 program
   .command("validate")
-  .description("check a config without running it; exit 0, or 78 with one line per problem")
+  .description("check a config and its fragments without running it, one line per problem; exit 0, 78 when the config is wrong, 69 when only the environment is not ready")
   .option(...configOption)
-  .option("--connect", "also probe every broker and gateway (TCP, TLS handshake), one line each")
+  .option("--connect", "also probe every broker, forward server and gateway (TCP, TLS, handshake), one line each")
   .action(validate);
 program.command("schema").description("print the JSON Schema of the configuration (for editors and CI)").action(printSchema);
 program
   .command("checkpoints")
-  .description("print the saved positions of every source")
+  .description("print every source's saved position: a table with one row per stream (the journal, each container or file); exit 78 when a checkpoint file is unusable")
   .option(...configOption)
-  .option("--json", "print JSON instead of one line per source")
+  .option("--json", "print JSON for machines: each checkpoint file as saved, with its path (an unusable one: its problem)")
   .option("--reset <source...>", "remove these sources' checkpoints (the agent must be stopped); they then start as configured by start_at")
-  .action(checkpoints);
+  .action((options: { config?: string; json?: boolean; reset?: string[] }) => checkpoints(loadOrExit(options.config).config, options));
 program
   .command("version")
   .description("print the version")
@@ -147,4 +138,9 @@ program
     process.stdout.write(`nagare ${pkg.version} (bun ${Bun.version}, ${process.platform}-${process.arch})\n`);
   });
 
+// `nagare` alone asks what it can do: the help on stdout and exit 0 (commander would treat it as an error).
+if (process.argv.length <= 2) {
+  program.outputHelp();
+  process.exit(0);
+}
 await program.parseAsync(process.argv);

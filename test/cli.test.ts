@@ -12,11 +12,12 @@ import pkg from "../package.json" with { type: "json" };
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-const BINARY = join(ROOT, "dist", "nagare");
+// Built into the test's temp dir: the suite leaves dist/ as it found it.
+const BINARY = join(tmp.path, "dist", "nagare");
 
 describe("the single binary", () => {
   beforeAll(async () => {
-    const build = Bun.spawn(["bash", join(ROOT, "scripts", "build.sh")], { stdout: "pipe", stderr: "pipe" });
+    const build = Bun.spawn(["bash", join(ROOT, "scripts", "build.sh"), join(tmp.path, "dist")], { stdout: "pipe", stderr: "pipe" });
     expect(await build.exited).toBe(0);
   }, 120_000);
 
@@ -24,6 +25,13 @@ describe("the single binary", () => {
     const r = await runCli(["version"], {}, ["env", "-i", BINARY]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`nagare ${pkg.version} (bun ${Bun.version}, linux-x64)\n`);
+  });
+
+  test("alone it prints the help and exits 0; an unknown command exits 64 (the binary's argv is parsed as from source)", async () => {
+    const alone = await runCli([], {}, [BINARY]);
+    expect(alone.code).toBe(0);
+    expect(alone.stdout).toStartWith("Usage: nagare [options] [command]\n");
+    expect(await runCli(["chekpoints"], {}, [BINARY])).toMatchObject({ code: 64, stdout: "" });
   });
 
   test("ships a real journal with nothing but journalctl on PATH", async () => {
@@ -44,7 +52,7 @@ describe("the single binary", () => {
 });
 
 describe("commands", () => {
-  for (const command of ["run", "validate", "checkpoints", "version"]) {
+  for (const command of ["run", "validate", "checkpoints", "schema", "version"]) {
     test(`${command} --help`, async () => {
       const r = await runCli([command, "--help"]);
       expect(r.code).toBe(0);
@@ -76,18 +84,18 @@ describe("commands", () => {
     expect(agent.entries().some((e) => e.msg.startsWith("Received SIGTERM: stopping reads"))).toBe(true);
   });
 
-  test("checkpoints prints each source's saved position", async () => {
+  test("checkpoints prints each source's saved position as a table", async () => {
     const dir = join(tmp.path, "checkpoints");
     mkdirSync(dir);
     await writeJournal(join(dir, "journal"), sequenceEntries(1, 20));
     const config = writeConfig({ dir, source: { directory: join(dir, "journal"), start_at: "head" } });
-    expect((await runCli(["checkpoints", "-c", config])).stdout).toBe(`no checkpoints in ${join(dir, "data")}\n`);
+    expect((await runCli(["checkpoints", "-c", config])).stdout).toBe(`no checkpoints in ${join(dir, "data", "checkpoints")}\n`);
     const agent = new RunningAgent(config);
     await waitFor("20 records", () => readJsonLines(join(dir, "out.jsonl")).length >= 20, 20_000);
     expect(await agent.stop()).toBe(0);
     const r = await runCli(["checkpoints", "-c", config]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^journal\tjournald\t\d{4}-\d\d-\d\dT[\d:.]+Z\t\{"cursor":"s=[0-9a-f]+;i=14;/);
+    expect(r.stdout).toMatch(/^SOURCE +STREAM +AGE +POSITION\njournal +journal +\d+s +seqnum 20, logged \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/);
     const json = JSON.parse((await runCli(["checkpoints", "-c", config, "--json"])).stdout);
     expect(json[0]).toMatchObject({ version: 1, source: "journal", type: "journald" });
   });

@@ -14,7 +14,7 @@ import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { configJsonSchema, CONFIG_SCHEMA_ID, DURATION_PATTERN, printSchema, SIZE_PATTERN, TEMPLATE_PATTERN, type JsonSchema } from "../src/config/json-schema.ts";
 import { expandEnv, type ExpansionProblem } from "../src/config/expand.ts";
-import { validateConfig } from "../src/config/load.ts";
+import { parseConfigText, validateConfig } from "../src/config/load.ts";
 import { embeddedDefault } from "../src/config/default.ts";
 import { parseDuration, parseSize } from "../src/config/units.ts";
 import { compileTemplate } from "../src/core/template.ts";
@@ -26,10 +26,15 @@ const ajv = new Ajv2020({ allErrors: true });
 addFormats(ajv);
 const validate = ajv.compile(schema);
 
-/** A config text as the agent sees it: parsed, then `${VAR:-default}` expanded with an empty environment. */
+/**
+ * A config text as the agent sees it: parsed, then `${VAR:-default}` expanded with an environment holding only
+ * the secrets that examples take from the environment with no default.
+ */
 function expanded(text: string, origin: string): unknown {
   const problems: ExpansionProblem[] = [];
-  const tree = expandEnv(Bun.YAML.parse(text), {}, problems);
+  const parsed = parseConfigText(text, `${origin}.yaml`);
+  if (!parsed.ok) throw new Error(parsed.problems.join("; "));
+  const tree = expandEnv(parsed.tree, { FORWARD_SHARED_KEY: "example-shared-key" }, problems);
   if (problems.length > 0) throw new Error(`${origin}: ${problems.map((p) => p.message).join("; ")}`);
   return tree;
 }
@@ -161,6 +166,34 @@ describe("configs in the repository", () => {
     const tree = expanded(text, origin);
     expect(errorsOf(tree)).toEqual([]);
     expect(validateConfig(tree)).toMatchObject({ ok: true });
+  });
+});
+
+describe("include", () => {
+  const GLOBALS = "data_dir: /tmp/nagare/data\ninclude: [\"conf.d/*.yaml\"]\n";
+
+  test("with fragments, the main file may hold only global settings", () => {
+    const tree = expanded(GLOBALS, "globals only");
+    expect(errorsOf(tree)).toEqual([]);
+    expect(validateConfig(tree)).toMatchObject({ ok: true, config: { include: ["conf.d/*.yaml"], sources: {}, sinks: {} } });
+  });
+
+  test("with fragments, a source of the main file may be left to the fragments' sinks", () => {
+    const tree = expanded(`${GLOBALS}sources:\n  journal: { type: journald }\n`, "shared source");
+    expect(errorsOf(tree)).toEqual([]);
+    expect(validateConfig(tree).ok).toBe(true);
+  });
+
+  test("without fragments, the file needs a source and a sink", () => {
+    const tree = expanded("data_dir: /tmp/nagare/data\n", "nothing");
+    expect(validateConfig(tree)).toEqual({ ok: false, problems: ["sources: at least one source is needed", "sinks: at least one sink is needed"] });
+    expect(errorsOf(tree).sort()).toEqual(["(top) must have required property 'sinks'", "(top) must have required property 'sources'", "(top) must match \"else\" schema"]);
+  });
+
+  test("`include` is a list of patterns", () => {
+    const tree = expanded(`include: conf.d/*.yaml\n`, "a string");
+    expect(validateConfig(tree)).toMatchObject({ ok: false, problems: ["include: expected array (got a string)"] });
+    expect(errorsOf(tree)).toContain("/include must be array");
   });
 });
 

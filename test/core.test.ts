@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckTracker } from "../src/core/ack-tracker.ts";
 import { Batch } from "../src/core/batch.ts";
@@ -19,6 +18,9 @@ import { Logger } from "../src/observe/log.ts";
 import { Metrics } from "../src/observe/metrics.ts";
 import { tempDir, waitFor } from "./support/journal.ts";
 import type { LogRecord } from "../src/core/record.ts";
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
 
 function record(stream: string, position: unknown, size = 10): LogRecord {
   return { timeSec: 0, timeNsec: 0, fields: { MESSAGE: String(position) }, binaryFields: undefined, source: "s", stream, id: String(position), size, position };
@@ -236,7 +238,7 @@ describe("batcher", () => {
 
 describe("checkpoint store", () => {
   test("writes versioned JSON atomically with mode 0600 and reads it back", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const dir = mkdtempSync(join(tmp.path, "cp-"));
     const store = new CheckpointStore(dir);
     store.prepare();
     await store.save("journal", "journald", { cursor: "s=1" });
@@ -250,7 +252,7 @@ describe("checkpoint store", () => {
   });
 
   test("saves that overlap use their own temp files; a temp file left by a crash is removed by prepare()", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const dir = mkdtempSync(join(tmp.path, "cp-"));
     const store = new CheckpointStore(dir);
     store.prepare();
     await Promise.all(Array.from({ length: 20 }, (_, i) => store.save("journal", "journald", { cursor: `s=${i}` })));
@@ -261,7 +263,7 @@ describe("checkpoint store", () => {
   });
 
   test("an empty, truncated or corrupt checkpoint is moved aside and reported as lost", () => {
-    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const dir = mkdtempSync(join(tmp.path, "cp-"));
     const store = new CheckpointStore(dir);
     store.prepare();
     const cases: [string, string][] = [
@@ -281,7 +283,7 @@ describe("checkpoint store", () => {
   });
 
   test("a checkpoint of a newer format version is refused by its version alone and left in place", () => {
-    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const dir = mkdtempSync(join(tmp.path, "cp-"));
     const store = new CheckpointStore(dir);
     store.prepare();
     for (const text of ['{"version":2,"shape":"anything else"}', '{"version": 3, "source": "journal", "position": [tr']) {
@@ -308,7 +310,7 @@ describe("checkpoint store", () => {
 
 describe("data directory lock", () => {
   test("a second holder is refused, naming the first one's pid; released, it can be taken again", () => {
-    const dir = mkdtempSync(join(tmpdir(), "nagare-cp-"));
+    const dir = mkdtempSync(join(tmp.path, "cp-"));
     const first = new DataDirLock(join(dir, "data"));
     const second = new DataDirLock(join(dir, "data"));
     first.acquire();
@@ -353,7 +355,7 @@ describe("the agent's own log", () => {
   test("JSON lines with levels; repeated messages are rate-limited and report how many were held back", async () => {
     const { openSync, closeSync } = await import("node:fs");
     const { Logger } = await import("../src/observe/log.ts");
-    const path = join(mkdtempSync(join(tmpdir(), "nagare-log-")), "log.jsonl");
+    const path = join(mkdtempSync(join(tmp.path, "log-")), "log.jsonl");
     const fd = openSync(path, "w");
     let now = 1_000_000;
     const log = new Logger("info", { fd, now: () => now }).child({ component: "kafka" });

@@ -6,7 +6,7 @@
  * logrotate rule rotates that file under the running agent. test/unit-hardening.test.ts checks the unit's sandbox.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { Server } from "bun";
 import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
@@ -47,13 +47,11 @@ const owner = (root: string, path: string) => {
 };
 
 beforeAll(async () => {
-  const release = await sh(["bash", "scripts/release.sh"]);
+  // Released straight into the served directory, leaving dist/ alone.
+  const release = await sh(["bash", "scripts/release.sh", join(releases, "good")]);
   expect(release.code).toBe(0);
-  for (const dir of ["good", "tampered"]) mkdirSync(join(releases, dir), { recursive: true });
-  for (const f of ["nagare-linux-x64", "nagare-linux-x64.sha256"]) {
-    copyFileSync(join(ROOT, "dist", f), join(releases, "good", f));
-    copyFileSync(join(ROOT, "dist", f), join(releases, "tampered", f));
-  }
+  mkdirSync(join(releases, "tampered"), { recursive: true });
+  for (const f of ["nagare-linux-x64", "nagare-linux-x64.sha256"]) copyFileSync(join(releases, "good", f), join(releases, "tampered", f));
   const bytes = readFileSync(join(releases, "tampered", "nagare-linux-x64"));
   bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] ?? 0) ^ 0xff;
   writeFileSync(join(releases, "tampered", "nagare-linux-x64"), bytes);
@@ -172,6 +170,28 @@ describe("install.sh", () => {
     const invalid = await install(bad);
     expect(invalid.code).toBe(1);
     expect(invalid.out).toContain("sources: at least one source is needed");
+  });
+
+  test("--root on a folder that is not an OS tree is refused, saying what it lacks, and nothing is installed", async () => {
+    const error = (root: string, lacks: string) =>
+      `nagare-install: error: --root ${root} does not look like an OS tree: it has no ${lacks} (the nagare user and group are added there); pass the root directory of the OS tree (image, chroot) to install into\n`;
+    const empty = join(tmp.path, "not-a-tree");
+    mkdirSync(empty);
+    expect(await install(empty)).toEqual({ code: 1, out: error(empty, "etc/passwd and etc/group") });
+    const half = join(tmp.path, "half-a-tree");
+    mkdirSync(join(half, "etc"), { recursive: true });
+    writeFileSync(join(half, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
+    expect(await install(half)).toEqual({ code: 1, out: error(half, "etc/group") });
+    expect(await install(half, ["--uninstall", "--purge"])).toEqual({ code: 1, out: error(half, "etc/group") });
+    expect(readdirSync(empty)).toEqual([]);
+    expect(readdirSync(half)).toEqual(["etc"]);
+    expect(readdirSync(join(half, "etc"))).toEqual(["passwd"]);
+    const nowhere = join(tmp.path, "no-such-dir");
+    expect(await install(nowhere)).toEqual({
+      code: 1,
+      out: `nagare-install: error: --root ${nowhere} does not exist or is not a directory; pass the root directory of the OS tree (image, chroot) to install into\n`,
+    });
+    expect(existsSync(nowhere)).toBe(false);
   });
 
   test("--uninstall removes binary, unit and logrotate rule and keeps data; --purge removes config, data, logs and user", async () => {

@@ -251,7 +251,7 @@ describe("TLS, SASL and codecs against the real cluster", () => {
   }, 90_000);
 
   test("the single binary (WebAssembly codecs inside it) ships lz4 and snappy with nothing but journalctl on PATH", async () => {
-    const build = Bun.spawn(["bash", join(ROOT, "scripts", "build.sh")], { stdout: "ignore", stderr: "pipe" });
+    const build = Bun.spawn(["bash", join(ROOT, "scripts", "build.sh"), join(tmp.path, "dist")], { stdout: "ignore", stderr: "pipe" });
     expect(await build.exited).toBe(0);
     const bin = join(tmp.path, "bin");
     mkdirSync(bin, { recursive: true });
@@ -261,7 +261,7 @@ describe("TLS, SASL and codecs against the real cluster", () => {
       const dir = caseDir();
       const journal = join(dir, "journal");
       await writeJournal(journal, sequenceEntries(1, 1000, { extra: keyed }));
-      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic, key: "{{field.K}}", extra: { compression: codec } }), { command: ["env", "-i", `PATH=${bin}`, join(ROOT, "dist", "nagare")] });
+      const agent = new RunningAgent(writeKafkaConfig({ dir, journal, bootstrap: cluster.bootstrap, topic, key: "{{field.K}}", extra: { compression: codec } }), { command: ["env", "-i", `PATH=${bin}`, join(tmp.path, "dist", "nagare")] });
       await consumedAtLeast(topic, 1000);
       expect(await agent.stop()).toBe(0);
       expect(coverage((await cluster.consumeAll(topic)).map(seqOf), 1, 1000)).toEqual({ missing: [], duplicates: 0 });

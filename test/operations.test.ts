@@ -179,7 +179,7 @@ describe("reload", () => {
 });
 
 describe("validate --connect", () => {
-  test("probes every broker and gateway, one line each; an unreachable one exits 78", async () => {
+  test("probes every broker and gateway, one line each; an unreachable one exits 69 (the environment, not the config)", async () => {
     const cluster = await startMockCluster({ brokers: 2 });
     const dir = caseDir();
     const journal = join(dir, "journal");
@@ -197,7 +197,7 @@ describe("validate --connect", () => {
       for (const broker of cluster.brokers) expect(ok.stdout).toMatch(new RegExp(`sinks\\.kafka: broker ${broker}: reachable \\(TCP connect in \\d+ ms\\)`));
       await cluster.command("down 2");
       const bad = await runCli(["validate", "--connect", "-c", config([...cluster.brokers, "127.0.0.1:1"])]);
-      expect(bad.code).toBe(78);
+      expect(bad.code).toBe(69);
       expect(bad.stderr).toContain(`sinks.kafka: broker ${cluster.brokers[1]}: UNREACHABLE (ECONNREFUSED)`);
       expect(bad.stderr).toContain("sinks.kafka: broker 127.0.0.1:1: UNREACHABLE (ECONNREFUSED)");
       expect(bad.stdout).toContain(`sinks.kafka: broker ${cluster.brokers[0]}: reachable`);

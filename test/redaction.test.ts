@@ -120,7 +120,7 @@ describe("where text leaves the process", () => {
     expect(validate.stdout + validate.stderr).not.toContain(SECRET);
 
     const connect = await runCli(["validate", "--connect", "-c", config]);
-    expect(connect.code).toBe(78);
+    expect(connect.code).toBe(69); // unreachable: the environment, not the config
     expect(connect.stdout + connect.stderr).not.toContain(SECRET);
     expect(connect.stderr).toContain(`sources.gw: gateway http://alice:***@127.0.0.1:${port} UNREACHABLE`);
 

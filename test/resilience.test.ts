@@ -44,9 +44,9 @@ describe("journal reader failures", () => {
     const dir = caseDir();
     const journal = join(dir, "journal");
     await writeJournal(journal, sequenceEntries(1, 300));
-    // A journalctl that complains once, the way a corrupted journal file makes it complain, then works.
+    // A journalctl that complains once while following, the way a corrupted journal file makes it complain, then works.
     const wrapper = join(dir, "journalctl-bad");
-    writeFileSync(wrapper, `#!/bin/sh\nif [ ! -e "${dir}/complained" ]; then\n  touch "${dir}/complained"\n  echo "Failed to iterate through journal: Bad message" >&2\nfi\nexec journalctl "$@"\n`);
+    writeFileSync(wrapper, `#!/bin/sh\ncase "$*" in *--follow*) if [ ! -e "${dir}/complained" ]; then\n  touch "${dir}/complained"\n  echo "Failed to iterate through journal: Bad message" >&2\nfi;; esac\nexec journalctl "$@"\n`);
     chmodSync(wrapper, 0o755);
     const agent = new RunningAgent(writeConfig({ dir, source: { directory: journal, start_at: "head", journalctl: wrapper, restart_backoff_max: "1s" } }));
     const out = join(dir, "out.jsonl");

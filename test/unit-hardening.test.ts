@@ -107,9 +107,9 @@ int main(int argc, char **argv) {
 const FAMILIES: Record<string, number> = { AF_UNIX: 1, AF_INET: 2, AF_INET6: 10, AF_NETLINK: 16, AF_PACKET: 17 };
 
 beforeAll(async () => {
-  const build = await sh(["bash", "scripts/build.sh"], 300_000);
+  // Built straight into the temp dir (`binary`), leaving dist/ alone.
+  const build = await sh(["bash", "scripts/build.sh", tmp.path], 300_000);
   expect(build.code).toBe(0);
-  copyFileSync(join(ROOT, "dist/nagare"), binary);
   writeFileSync(`${seccomp}.c`, UNIT_SECCOMP_C);
   const cc = await sh(["gcc", "-O2", "-Wall", "-Werror", "-o", seccomp, `${seccomp}.c`]);
   expect(cc.err).toBe("");
@@ -271,7 +271,7 @@ async function tracedRun(dir: string, familyNumbers: string[]): Promise<void> {
   const containers = join(dir, "containers");
   const container = new ContainerWriter({ root: containers, maxSize: 400, maxFiles: 2 });
   for (let i = 1; i <= 5; i++) container.write(`line ${i}`);
-  const certs = await makeTestCertificates();
+  const certs = await makeTestCertificates(tmp.path);
   let server: ForwardServer | undefined;
   let agent: RunningAgent | undefined;
   let pid: number | undefined;

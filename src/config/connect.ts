@@ -1,7 +1,8 @@
 /**
  * `nagare validate --connect`: a reachability probe of every destination and network source of a config, each
  * reported on its own line. Kafka brokers get a TCP connection (and the TLS handshake when `tls` is set);
- * forward servers get what the sink does (TCP or TLS, and the shared-key handshake); a journal gateway gets an
+ * forward servers get what the sink does (TCP or TLS, and the shared-key handshake, or without a shared key a
+ * short listen for a HELO that would mean the server requires one); a journal gateway gets an
  * HTTP request for its newest entry. Every probe is bounded by a timeout. A gateway URL is named in its line with
  * any password redacted.
  */
@@ -11,7 +12,8 @@ import type { Config } from "./schema.ts";
 import type { TlsConfig } from "./types.ts";
 import { tlsClientOptions } from "./tls.ts";
 import type { ForwardServerConfig, ForwardSinkConfig } from "../sinks/forward/config.ts";
-import { ForwardConnection } from "../sinks/forward/connection.ts";
+import { ForwardConnection, HELO_WAIT_MS, reasonOf } from "../sinks/forward/connection.ts";
+import { NagareError } from "../core/errors.ts";
 import { redact } from "../observe/redact.ts";
 
 export interface ProbeResult {
@@ -19,7 +21,7 @@ export interface ProbeResult {
   line: string;
 }
 
-export async function probeConfig(config: Config, timeoutMs = 5000): Promise<ProbeResult[]> {
+export async function probeConfig(config: Pick<Config, "sources" | "sinks">, timeoutMs = 5000): Promise<ProbeResult[]> {
   const probes: Promise<ProbeResult>[] = [];
   for (const [name, source] of Object.entries(config.sources)) {
     if (source.type === "journald" && source.url !== undefined) probes.push(probeGateway(`sources.${name}`, source.url, timeoutMs));
@@ -55,16 +57,24 @@ function probeTcp(what: string, address: string, tls: TlsConfig | undefined, tim
   });
 }
 
-/** A forward server: TCP, TLS and the shared-key handshake, as the sink itself connects. */
+/**
+ * A forward server: TCP, TLS and the shared-key handshake, as the sink itself connects. Without a shared key the
+ * probe listens briefly for the server's first message: a server that requires the handshake speaks first
+ * (HELO), one without it says nothing, so a HELO means this sink would be refused.
+ */
 async function probeForward(what: string, server: ForwardServerConfig, sink: ForwardSinkConfig): Promise<ProbeResult> {
   const started = performance.now();
   try {
-    const connection = await ForwardConnection.open(server, sink);
-    connection.close();
-    const steps = [sink.tls ? "TLS" : "TCP", ...(sink.shared_key ? ["handshake"] : [])].join(" + ");
-    return { ok: true, line: `${what}: reachable (${steps} in ${Math.round(performance.now() - started)} ms)` };
+    const connection = await ForwardConnection.open(server, sink, HELO_WAIT_MS);
+    const ms = Math.round(performance.now() - started);
+    await connection.close();
+    const transport = sink.tls ? "TLS" : "TCP";
+    const detail = sink.shared_key ? `${transport} + handshake in ${ms} ms` : `${transport}; it asked for no handshake within ${HELO_WAIT_MS} ms`;
+    return { ok: true, line: `${what}: reachable (${detail})` };
   } catch (err) {
-    return { ok: false, line: `${what}: UNREACHABLE (${(err as Error).message})` };
+    const reason = reasonOf(err, `${server.host}:${server.port}`);
+    const refused = err instanceof NagareError && err.code === "CONFIG_INVALID";
+    return { ok: false, line: `${what}: ${refused ? "REFUSED" : "UNREACHABLE"} (${reason})` };
   }
 }
 

@@ -1,15 +1,17 @@
 /**
- * Checks of a valid config against the machine it is validated on: files that must exist or be writable,
- * programs that must be on PATH. `nagare validate` reports them as problems; `nagare run` only warns, since a
- * missing file may appear later and the agent retries.
+ * Checks of a config against the machine it is validated on: files that must exist or be writable, programs
+ * that must be there. These are not mistakes in the config: the machine may still change (a directory created,
+ * a group joined, a package installed), so `nagare validate` reports them apart from config problems (exit 69,
+ * not 78) and `nagare run` starts anyway and retries. They run on whatever part of a config is valid, so one
+ * `validate` shows them next to the config's own problems.
  */
 import { accessSync, constants, statSync } from "node:fs";
 import { exists, unreadable } from "../core/fs-access.ts";
 import { dirname } from "node:path";
-import type { Config } from "./schema.ts";
+import type { Parts } from "./load.ts";
 import { splitPattern } from "../sources/docker/discovery.ts";
 
-export function environmentProblems(config: Config): string[] {
+export function environmentProblems(config: Parts): string[] {
   const problems: string[] = [];
   const check = (path: string, key: string, mode: number, what: string) => {
     try {
@@ -25,7 +27,7 @@ export function environmentProblems(config: Config): string[] {
     if (code !== undefined) problems.push(`${key}: ${what} ${path} (${code})`);
   };
   const nearestExisting = (path: string): string => (exists(path) || dirname(path) === path ? path : nearestExisting(dirname(path)));
-  check(nearestExisting(config.data_dir), "data_dir", constants.W_OK, "cannot write to");
+  if (config.data_dir !== undefined) check(nearestExisting(config.data_dir), "data_dir", constants.W_OK, "cannot write to");
   for (const [name, source] of Object.entries(config.sources)) {
     const at = `sources.${name}`;
     if (source.type === "docker") {
@@ -41,7 +43,8 @@ export function environmentProblems(config: Config): string[] {
     if (source.type !== "journald") continue;
     if (source.file !== undefined) readCheck(source.file, `${at}.file`, "cannot read");
     else if (source.url === undefined) {
-      if (Bun.which(source.journalctl) === null) problems.push(`${at}.journalctl: program ${source.journalctl} not found on PATH`);
+      const missing = programProblem(source.journalctl);
+      if (missing !== undefined) problems.push(`${at}.journalctl: ${missing}`);
       if (source.directory !== undefined) {
         readCheck(source.directory, `${at}.directory`, "cannot read the directory");
         if (exists(source.directory) && !statSync(source.directory).isDirectory()) problems.push(`${at}.directory: ${source.directory} is not a directory`);
@@ -50,7 +53,7 @@ export function environmentProblems(config: Config): string[] {
   }
   for (const [name, sink] of Object.entries(config.sinks)) {
     if (sink.type === "file") {
-      const target = exists(sink.path) ? sink.path : dirname(sink.path);
+      const target = exists(sink.path) ? sink.path : nearestExisting(dirname(sink.path));
       check(target, `sinks.${name}.path`, constants.W_OK, "cannot write to");
     }
     if ((sink.type === "kafka" || sink.type === "forward") && sink.tls !== undefined) {
@@ -61,4 +64,17 @@ export function environmentProblems(config: Config): string[] {
     }
   }
   return problems;
+}
+
+/** A bare name is looked up on PATH as the agent will run it; a path is checked where it points. */
+function programProblem(program: string): string | undefined {
+  if (!program.includes("/")) return Bun.which(program) === null ? `program ${program} not found on PATH` : undefined;
+  if (!exists(program)) return `program ${program} not found`;
+  try {
+    if (statSync(program).isDirectory()) return `program ${program} is a directory, not a program`;
+    accessSync(program, constants.X_OK);
+    return undefined;
+  } catch (err) {
+    return `program ${program} is not executable (${(err as NodeJS.ErrnoException).code ?? "inaccessible"})`;
+  }
 }

@@ -51,7 +51,7 @@ const DEFS: Record<string, JsonSchema> = {
 
 /** Rules of the config that JSON Schema cannot state; `nagare validate` checks them. Rendered in the README too. */
 const NOT_EXPRESSIBLE =
-  "Checked by `nagare validate`, not by this schema: every sink input names a source, every source is read by a sink, " +
+  "Checked by `nagare validate`, not by this schema: every sink input names a source, every source is read by a sink (with `include`, one that no sink reads is not started), " +
   "buffer.batch_max_bytes is at most buffer.max_bytes, files named in the config can be read and written.";
 
 export function configJsonSchema(): JsonSchema {
@@ -74,6 +74,9 @@ export function configJsonSchema(): JsonSchema {
   };
   patchRecord(child(schema, "properties", "sources"), "source");
   patchRecord(child(schema, "properties", "sinks"), "sink");
+  // The object-level check of schema.ts: without fragments, the file itself needs a source and a sink.
+  schema.if = { required: ["include"] };
+  schema.else = { required: ["sources", "sinks"], properties: { sources: { minProperties: 1 }, sinks: { minProperties: 1 } } };
   return schema;
 }
 
@@ -121,9 +124,8 @@ function useDef(json: JsonSchema, name: keyof typeof DEFS & string): void {
   json.$ref = `#/$defs/${name}`;
 }
 
-/** `sources` and `sinks`: at least one entry (a `.refine` zod cannot translate); `type` says which component. */
+/** `sources` and `sinks`: `type` says which component. */
 function patchRecord(json: JsonSchema, noun: string): void {
-  json.minProperties = 1;
   for (const branch of child(json, "additionalProperties", "oneOf") as unknown as JsonSchema[]) {
     const type = child(branch, "properties", "type");
     type.description ??= `Which kind of ${noun} this is; it decides the other keys.`;

@@ -48,7 +48,7 @@ export const configSchema = z
       .describe("The HTTP API; `false` turns it off."),
     health: z
       .strictObject({
-        max_stall: duration("A sink with records waiting that delivered nothing for this long makes /health answer 503.", "60s"),
+        max_stall: duration("/health answers 503 once, for this long, a sink with records waiting delivered nothing, a source could not read (permission denied, program or directory missing, server unreachable), or a checkpoint could not be saved.", "60s"),
       })
       .prefault({} as never)
       .describe("What /health checks."),
@@ -70,17 +70,22 @@ export const configSchema = z
       })
       .prefault({} as never)
       .describe("The agent's own log: JSON lines on stderr."),
-    sources: z
-      .record(componentName, sourceConfig)
-      .refine((s) => Object.keys(s).length > 0, "at least one source is needed")
-      .describe("Named sources."),
-    sinks: z
-      .record(componentName, sinkConfig)
-      .refine((s) => Object.keys(s).length > 0, "at least one sink is needed")
-      .describe("Named sinks; each names its `inputs`."),
+    include: z
+      .array(z.string().min(1))
+      .optional()
+      .describe(
+        "Config fragments: glob patterns (relative ones from this file's directory) of files with more `sources` and `sinks`, e.g. one file per team in `/etc/nagare/conf.d/*.yaml`. Each file is checked on its own; a broken one is refused alone and the others run.",
+      ),
+    sources: z.record(componentName, sourceConfig).default({}).describe("Named sources (at least one, unless `include` names fragments)."),
+    sinks: z.record(componentName, sinkConfig).default({}).describe("Named sinks; each names its `inputs` (at least one, unless `include` names fragments)."),
   })
   .check((ctx) => {
-    const { sources, sinks, buffer } = ctx.value;
+    const { sources, sinks, buffer, include } = ctx.value;
+    // With fragments, the main file may hold only global settings, and its sources may be read by fragments' sinks.
+    if (include === undefined) {
+      if (Object.keys(sources).length === 0) ctx.issues.push({ code: "custom", input: sources, path: ["sources"], message: "at least one source is needed" });
+      if (Object.keys(sinks).length === 0) ctx.issues.push({ code: "custom", input: sinks, path: ["sinks"], message: "at least one sink is needed" });
+    }
     const read = new Set<string>();
     for (const [sinkName, sink] of Object.entries(sinks)) {
       sink.inputs.forEach((input, i) => {
@@ -97,7 +102,7 @@ export const configSchema = z
       });
     }
     for (const name of Object.keys(sources)) {
-      if (!read.has(name)) {
+      if (!read.has(name) && include === undefined) {
         ctx.issues.push({ code: "custom", input: name, path: ["sources", name], message: "no sink reads this source (add it to a sink's inputs)" });
       }
     }

@@ -7,7 +7,7 @@
  * (the agent will not run until the operator decides), and an empty, truncated or corrupt one makes the source
  * start from the oldest position it can read — duplicates, never loss — instead of from `start_at`.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { NagareError } from "./errors.ts";
@@ -21,6 +21,12 @@ export interface SavedCheckpoint {
   saved_at: string;
   position: unknown;
 }
+
+/** A checkpoint file as `list()` found it: its content, or why it cannot be used (`newer`: a newer format). */
+export type ListedCheckpoint = { file: string; source: string; modifiedMs: number } & (
+  | { checkpoint: SavedCheckpoint; problem?: undefined }
+  | { checkpoint?: undefined; problem: string; newer: boolean }
+);
 
 /** What loading a source's checkpoint found. */
 export type LoadedCheckpoint =
@@ -87,21 +93,32 @@ export class CheckpointStore {
     return { kind: "lost", reason, movedTo };
   }
 
-  /** Every saved checkpoint, for `nagare checkpoints`. */
-  list(): { file: string; checkpoint: SavedCheckpoint | undefined; problem?: string }[] {
+  /**
+   * Every checkpoint file, for `nagare checkpoints`: usable ones with their content, unusable ones with the
+   * reason. Throws CHECKPOINT_IO when the directory or a file exists but cannot be read (e.g. permissions):
+   * that is not "no checkpoints".
+   */
+  list(): ListedCheckpoint[] {
     let names: string[];
     try {
       names = readdirSync(this.dir).filter((n) => n.endsWith(".json")).sort();
-    } catch {
-      return [];
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw new NagareError("CHECKPOINT_IO", `cannot read the checkpoint directory ${this.dir}`, { cause: err });
     }
-    return names.map((name) => {
+    const listed: ListedCheckpoint[] = [];
+    for (const name of names) {
       const file = join(this.dir, name);
-      const text = this.readText(file) ?? "";
+      const source = name.slice(0, -".json".length);
+      const text = this.readText(file);
+      const modifiedMs = statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+      // Gone since the directory was read: reset by another command, or moved aside by a starting agent.
+      if (text === undefined || modifiedMs === undefined) continue;
       const version = newerVersionOf(text);
-      const problem = version !== undefined ? `written by a newer nagare (format version ${version}; this one reads ${CHECKPOINT_VERSION})` : checkpointProblem(text, name.slice(0, -".json".length));
-      return problem === undefined ? { file, checkpoint: JSON.parse(text) as SavedCheckpoint } : { file, checkpoint: undefined, problem };
-    });
+      const problem = version !== undefined ? `written by a newer nagare (format version ${version}; this one reads ${CHECKPOINT_VERSION})` : checkpointProblem(text, source);
+      listed.push(problem === undefined ? { file, source, modifiedMs, checkpoint: JSON.parse(text) as SavedCheckpoint } : { file, source, modifiedMs, problem, newer: version !== undefined });
+    }
+    return listed;
   }
 
   async save(source: string, type: string, position: unknown): Promise<void> {

@@ -7,6 +7,14 @@ import type { LogRecord } from "./record.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 
+/** Why a source cannot do its job right now, worded for the operator who has to fix it. */
+export interface SourceProblem {
+  /** What is wrong, as it reads after "Source NAME": "cannot start reading the journal: …". */
+  readonly cause: string;
+  /** What the operator can do about it, as an instruction: "add the user nagare to the systemd-journal group". */
+  readonly fix?: string;
+}
+
 export interface SourceContext {
   /** The position saved for this source by an earlier run, or undefined on first start. */
   readonly saved: unknown;
@@ -26,6 +34,13 @@ export interface SourceContext {
    * ask the source for a checkpoint at the next save even if no watermark moved.
    */
   positionChanged(): void;
+  /**
+   * The source cannot read (permission denied, a program or directory missing, a server unreachable), or, with
+   * undefined, it can again. Call it on every attempt: the pipeline logs the problem (an ERROR when it appears or
+   * its cause changes, then at most once a minute while it lasts, an INFO when it clears) and /health answers
+   * 503 once it has lasted `health.max_stall`. A retry loop that only repeats the same problem logs nothing more.
+   */
+  reportProblem(problem: SourceProblem | undefined): void;
   readonly log: Logger;
   readonly metrics: Metrics;
 }
@@ -77,6 +92,11 @@ export interface Sink<State = unknown> {
    * is aborted (shutdown) it stops waiting and answers "retry".
    */
   send(delivery: Delivery<State>): Promise<SendResult>;
+  /**
+   * Optional: the sink calls `wake` whenever it learns on its own that the destination answers again (a
+   * background probe got through), so that a batch waiting on its retry backoff is sent at once.
+   */
+  onReady?(wake: () => void): void;
   /** Releases connections and file descriptors. */
   close(): Promise<void>;
 }

@@ -36,8 +36,9 @@ export class NagareError extends Error {
 /** A one-line description of any thrown value, for logs. */
 export function describeError(err: unknown): string {
   if (err instanceof NagareError) {
-    const cause = err.cause === undefined ? "" : `: ${describeError(err.cause)}`;
-    return `${err.message}${cause}`;
+    const cause = err.cause === undefined ? "" : describeError(err.cause);
+    // A message that already tells its cause ("cannot connect to X: connect ECONNREFUSED …") is not repeated.
+    return cause === "" || err.message.includes(cause) ? err.message : `${err.message}: ${cause}`;
   }
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -20,7 +20,7 @@ import { DeadLetterFile } from "./dead-letter.ts";
 import { describeError, NagareError } from "./errors.ts";
 import { MemoryGuard } from "./memory-guard.ts";
 import { SinkDriver } from "./sink-driver.ts";
-import { SourceLane, type LaneHost } from "./source-lane.ts";
+import { seconds, SourceLane, type LaneHost } from "./source-lane.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 
@@ -37,6 +37,39 @@ export interface PipelineOptions {
   retryMaxMs?: number;
   /** Rotation of the dead-letter files (config `dead_letter`). */
   deadLetter?: { maxBytes: number; maxFiles: number };
+}
+
+export interface SinkHealth {
+  sink: string;
+  healthy: boolean;
+  /** How long the sink has had records waiting without delivering any (0 when idle or delivering). */
+  stalled_seconds: number;
+  reason?: string;
+}
+
+export interface SourceHealth {
+  source: string;
+  healthy: boolean;
+  /** How long the source has been unable to read (0 while it reads). */
+  failing_seconds: number;
+  /** Present while the source cannot read, even before it counts as unhealthy. */
+  reason?: string;
+}
+
+export interface CheckpointHealth {
+  source: string;
+  file: string;
+  healthy: boolean;
+  /** How long every save of this source's position has failed (0 while saves succeed). */
+  failing_seconds: number;
+  reason?: string;
+}
+
+export interface PipelineHealth {
+  healthy: boolean;
+  sources: SourceHealth[];
+  sinks: SinkHealth[];
+  checkpoints: CheckpointHealth[];
 }
 
 /** A reload that keeps the buffer and checkpoint settings: which components stay, which are new. */
@@ -202,13 +235,34 @@ export class Pipeline implements LaneHost {
     return n;
   }
 
-  /** Per-sink delivery stalls, for /health. */
-  sinkStalls(): { sink: string; stalledMs: number; lastError: string | undefined }[] {
+  /**
+   * What /health reports, computed here for every component: a sink with records waiting that delivered
+   * nothing, a source that cannot read, and a source whose position cannot be saved are unhealthy once that has
+   * lasted `maxStallMs`.
+   */
+  health(maxStallMs: number): PipelineHealth {
     const now = performance.now();
-    return [...this.drivers.values()].map((d) => {
+    const sinks = [...this.drivers.values()].map((d): SinkHealth => {
       const { ms, lastError } = d.stall(now);
-      return { sink: d.sink.name, stalledMs: ms, lastError };
+      const healthy = ms <= maxStallMs;
+      const reason = healthy ? undefined : `nothing delivered for ${Math.round(ms / 1000)} s while records wait${lastError ? `: ${lastError}` : ""}`;
+      return { sink: d.sink.name, healthy, stalled_seconds: seconds(ms), ...(reason === undefined ? {} : { reason }) };
     });
+    const lanes = [...this.lanes.values()];
+    const sources = lanes.map((lane): SourceHealth => {
+      const problem = lane.problem;
+      const ms = problem === undefined ? 0 : now - problem.since;
+      const reason = problem === undefined ? undefined : problem.fix === undefined ? problem.cause : `${problem.cause}; to fix it: ${problem.fix}`;
+      return { source: lane.source.name, healthy: ms <= maxStallMs, failing_seconds: seconds(ms), ...(reason === undefined ? {} : { reason }) };
+    });
+    const checkpoints = lanes.map((lane): CheckpointHealth => {
+      const failure = lane.checkpointFailure;
+      const ms = failure === undefined ? 0 : now - failure.since;
+      const file = this.checkpoints.pathOf(lane.source.name);
+      return { source: lane.source.name, file, healthy: ms <= maxStallMs, failing_seconds: seconds(ms), ...(failure === undefined ? {} : { reason: failure.reason }) };
+    });
+    const healthy = [...sinks, ...sources, ...checkpoints].every((c) => c.healthy);
+    return { healthy, sources, sinks, checkpoints };
   }
 
   /** The single checkpoint writer: one write at a time, only for sources whose watermark moved. */
@@ -227,6 +281,7 @@ export class Pipeline implements LaneHost {
         if (position !== undefined) {
           await this.checkpoints.save(lane.source.name, lane.source.type, position);
           lane.savedAt = performance.now();
+          this.checkpointSaved(lane);
         }
         this.unsavedBytes -= bytes;
         this.buffer.release(bytes);
@@ -235,9 +290,18 @@ export class Pipeline implements LaneHost {
         // letting the replay window after a crash grow without bound.
         lane.unsavedBytes += bytes;
         lane.tracker.markChanged();
-        lane.log.limited("error", "checkpoint-write", `Cannot save the position of source ${lane.source.name}; reading pauses once the buffer is full, and after a restart it would re-read from the previous save: ${describeError(err)}.`);
+        const reason = describeError(err);
+        lane.checkpointFailure = { file: this.checkpoints.pathOf(lane.source.name), reason, since: lane.checkpointFailure?.since ?? performance.now() };
+        lane.log.limited("error", "checkpoint-write", `Cannot save the position of source ${lane.source.name}; reading pauses once the buffer is full, and after a restart it would re-read from the previous save. It keeps trying; /health answers 503 once this has lasted health.max_stall: ${reason}.`);
       }
     }
+  }
+
+  private checkpointSaved(lane: SourceLane): void {
+    const failure = lane.checkpointFailure;
+    if (failure === undefined) return;
+    lane.checkpointFailure = undefined;
+    lane.log.info(`The position of source ${lane.source.name} is saved again, to ${failure.file}, after ${seconds(performance.now() - failure.since)} s of failed saves.`);
   }
 
   private addDriver(sink: Sink): void {
@@ -296,6 +360,8 @@ export class Pipeline implements LaneHost {
       if (!waiting) lane.savedAt = now;
       m.gauge("nagare_source_checkpoint_age_seconds", "Seconds since the saved position last moved while records were waiting (0 when idle).", labels).value = (now - lane.savedAt) / 1000;
       m.gauge("nagare_source_outstanding_batches", "Batches read and not yet acknowledged by every sink.", labels).value = lane.tracker.outstandingBatches;
+      m.gauge("nagare_source_failing_seconds", "Seconds the source has been unable to read (permission denied, program or directory missing, server unreachable); 0 while it reads.", labels).value = lane.problem === undefined ? 0 : (now - lane.problem.since) / 1000;
+      m.gauge("nagare_checkpoint_failing_seconds", "Seconds every save of the source's position has failed; 0 while saves succeed.", labels).value = lane.checkpointFailure === undefined ? 0 : (now - lane.checkpointFailure.since) / 1000;
     }
   }
 }

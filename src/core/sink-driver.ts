@@ -71,6 +71,7 @@ export class SinkDriver {
       latency: metrics.histogram("nagare_sink_ack_latency_seconds", "Time from a batch being sealed to its acknowledgement.", LATENCY_BUCKETS, labels),
       errors: (code: string) => metrics.counter("nagare_sink_errors_total", "Failed delivery attempts by error code.", { ...labels, code }),
     };
+    sink.onReady?.(() => this.retryNow());
   }
 
   /**
@@ -135,6 +136,15 @@ export class SinkDriver {
       const delivery = this.failed.shift();
       if (delivery !== undefined) void this.attempt(delivery);
     }, this.retryDelay);
+  }
+
+  /** The sink saw its destination answer again: the failed batch waiting on its backoff goes now. */
+  private retryNow(): void {
+    if (this.retryTimer === undefined) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.retryDelay = 0;
+    this.pump();
   }
 
   /** One attempt; the delivery is settled, or joins the failed ones in read order. */

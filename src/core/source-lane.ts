@@ -7,12 +7,18 @@ import { Batch } from "./batch.ts";
 import { Batcher, type BatchLimits } from "./batcher.ts";
 import { AckTracker } from "./ack-tracker.ts";
 import type { MemoryBuffer } from "./buffer.ts";
-import type { Source, SourceContext } from "./component.ts";
+import type { Source, SourceContext, SourceProblem } from "./component.ts";
 import { describeError } from "./errors.ts";
 import type { LogRecord } from "./record.ts";
 import type { SinkDriver } from "./sink-driver.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
+
+/** How often a problem that goes on is logged again (the first report and every change are logged at once). */
+const PROBLEM_REPEAT_MS = 60_000;
+
+/** A problem with when it began (performance.now()): health waits `max_stall` before it turns 503. */
+export type Failing<T> = T & { since: number };
 
 /** What a lane needs from the pipeline that runs it. */
 export interface LaneHost {
@@ -37,6 +43,10 @@ export class SourceLane implements SourceContext {
   outstandingBytes = 0;
   /** When the saved position last moved (performance.now()), for the checkpoint age metric. */
   savedAt = performance.now();
+  /** Why the source cannot read, since when; undefined while it reads. */
+  problem: Failing<SourceProblem> | undefined;
+  /** Why its position cannot be saved, since when; undefined while saves succeed. */
+  checkpointFailure: Failing<{ file: string; reason: string }> | undefined;
   private seq = 0;
   private readonly readRecords;
   private readonly readBytes;
@@ -73,6 +83,21 @@ export class SourceLane implements SourceContext {
 
   positionChanged(): void {
     this.tracker.markChanged();
+  }
+
+  reportProblem(problem: SourceProblem | undefined): void {
+    const name = this.source.name;
+    const current = this.problem;
+    if (problem === undefined) {
+      if (current === undefined) return;
+      this.problem = undefined;
+      this.log.info(`Source ${name} reads again after ${seconds(performance.now() - current.since)} s (the problem was: it ${current.cause}).`);
+      return;
+    }
+    this.problem = { ...problem, since: current?.since ?? performance.now() };
+    const fix = problem.fix === undefined ? "" : ` To fix it: ${problem.fix}.`;
+    // One throttle per cause: a new cause is logged at once, the same one again at most once a minute.
+    this.log.limited("error", `problem:${problem.cause}`, `Source ${name} ${problem.cause}.${fix} It keeps trying; /health answers 503 once this has lasted health.max_stall.`, undefined, PROBLEM_REPEAT_MS);
   }
 
   endStream(stream: string): void {
@@ -118,4 +143,8 @@ export class SourceLane implements SourceContext {
     this.outstandingBytes += bytes;
     for (const driver of this.sinks) driver.enqueue(batch);
   }
+}
+
+export function seconds(ms: number): number {
+  return Math.round(ms / 100) / 10;
 }

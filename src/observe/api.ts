@@ -1,6 +1,6 @@
 /**
  * The agent's HTTP API: GET /metrics (Prometheus text format), GET /health (200 or 503 with a JSON body saying
- * which sink stalls and why), POST /reload (same as SIGHUP; 200 when applied, 422 with the problems when not).
+ * which source, sink or checkpoint fails and why), POST /reload (same as SIGHUP; 200 when applied, 422 with the problems when not).
  * Error texts in the JSON bodies may name a URL; its credentials are redacted like in the log.
  */
 import type { Server } from "bun";

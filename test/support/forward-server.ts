@@ -42,7 +42,7 @@
  * connection without a PONG; a user/password mismatch answers ["PONG", false, "username/password mismatch", "", ""].
  */
 import { createHash, randomBytes } from "node:crypto";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -867,9 +867,12 @@ export async function startForwardServer(opts: ForwardServerOptions = {}): Promi
 
 const exec = promisify(execFile);
 
-/** A self-signed CA and a server certificate for 127.0.0.1/localhost, made with openssl into a temp dir: paths and PEM texts. */
-export async function makeTestCertificates(): Promise<{ dir: string; caPath: string; certPath: string; keyPath: string; ca: string; cert: string; key: string }> {
-  const dir = await mkdtemp(join(tmpdir(), "nagare-forward-tls-"));
+/**
+ * A self-signed CA and a server certificate for 127.0.0.1/localhost, made with openssl into a new directory
+ * under `parent` (pass the test's temp dir, which it removes; the default, the system's, keeps it): paths and PEM texts.
+ */
+export async function makeTestCertificates(parent = tmpdir()): Promise<{ dir: string; caPath: string; certPath: string; keyPath: string; ca: string; cert: string; key: string }> {
+  const dir = await mkdtemp(join(parent, "nagare-forward-tls-"));
   const p = (name: string) => join(dir, name);
   await writeFile(
     p("ca.cnf"),
@@ -909,4 +912,74 @@ export async function makeTestCertificates(): Promise<{ dir: string; caPath: str
   ]);
   const [ca, cert, key] = await Promise.all([readFile(p("ca.crt"), "utf8"), readFile(p("server.crt"), "utf8"), readFile(p("server.key"), "utf8")]);
   return { dir, caPath: p("ca.crt"), certPath: p("server.crt"), keyPath: p("server.key"), ca, cert, key };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// a TLS witness
+
+export interface TlsWitness {
+  readonly port: number;
+  /** Everything `openssl s_server -msg` printed so far: each TLS record received (<<<) and sent (>>>). */
+  output(): string;
+  /** Resolves once pred(output) is true; rejects after timeoutMs or when s_server exits first. */
+  waitFor(pred: (output: string) => boolean, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * `openssl s_server -msg` on 127.0.0.1, one connection: it prints every TLS record it receives, alerts
+ * included, so a test can see whether a client ended with close_notify or just closed the socket (s_server then
+ * reports an unexpected EOF). Bun's own node:tls server cannot tell the two apart (both are a clean 'end').
+ */
+export async function startTlsWitness(certs: { certPath: string; keyPath: string }): Promise<TlsWitness> {
+  const proc = spawn("openssl", ["s_server", "-accept", "127.0.0.1:0", "-cert", certs.certPath, "-key", certs.keyPath, "-msg", "-naccept", "1"], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let out = "";
+  let exited = false;
+  const changed = new Set<() => void>();
+  const notify = () => {
+    for (const f of [...changed]) f();
+  };
+  proc.stdout.on("data", (d: Buffer) => {
+    out += d.toString("latin1");
+    notify();
+  });
+  proc.stderr.on("data", (d: Buffer) => {
+    out += d.toString("latin1");
+    notify();
+  });
+  const gone = new Promise<void>((resolve) =>
+    proc.once("exit", () => {
+      exited = true;
+      notify();
+      resolve();
+    }),
+  );
+  const waitFor = (pred: (output: string) => boolean, timeoutMs = 10_000) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (pred(out)) done(resolve);
+        else if (exited) done(() => reject(new Error(`openssl s_server exited before the condition was met: ${pred.toString()}\n${out.slice(-2000)}`)));
+      };
+      const done = (f: () => void) => {
+        changed.delete(check);
+        clearTimeout(timer);
+        f();
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`openssl s_server: condition not met within ${timeoutMs} ms: ${pred.toString()}\n${out.slice(-2000)}`))), timeoutMs);
+      changed.add(check);
+      check();
+    });
+  await waitFor((o) => /^ACCEPT .*:\d+$/m.test(o));
+  const port = Number(/^ACCEPT .*:(\d+)$/m.exec(out)![1]);
+  return {
+    port,
+    output: () => out,
+    waitFor,
+    async stop() {
+      if (!exited) proc.kill("SIGKILL");
+      await gone;
+    },
+  };
 }

@@ -5,7 +5,7 @@ export const fileSinkConfig = z
   .strictObject({
     type: z.literal("file"),
     inputs,
-    path: z.string().min(1).describe("File the JSON lines are appended to (created with mode 0640 if missing)."),
+    path: z.string().min(1).describe("File the JSON lines are appended to (created with mode 0640 if missing, and its missing parent directories with mode 0750)."),
     fsync: z
       .boolean()
       .default(false)

@@ -1,14 +1,17 @@
 /**
  * Appends records as JSON lines to a file. The file is opened on first use (opening a fifo waits for its
- * reader without blocking the agent) and reopened after an error. A batch is delivered once its bytes were
- * written — and fsynced, with `fsync: true`. A partial last line left by an agent killed mid-write is cut off
- * before appending: its record was not acknowledged, so it is written again whole.
+ * reader without blocking the agent) and reopened after an error. Missing parent directories are created
+ * (0750) when the file is opened, as an operator expects of a log writer: a fresh host needs no `mkdir` first.
+ * A batch is delivered once its bytes were written — and fsynced, with `fsync: true`. A partial last line left
+ * by an agent killed mid-write is cut off before appending: its record was not acknowledged, so it is written
+ * again whole.
  *
  * Rotation by rename (logrotate's default `create`) is followed: before each new batch the path is looked up,
  * and when it no longer names the open file, the file is closed and the path opened anew. Lines written in
  * between land in the renamed file, so nothing is lost; a batch is never split across the two files.
  */
-import { open, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, open, stat, type FileHandle } from "node:fs/promises";
+import { dirname } from "node:path";
 import { writeBatch, type PendingWrite } from "../../core/batch-writer.ts";
 import type { Batch } from "../../core/batch.ts";
 import type { SendResult, Sink } from "../../core/component.ts";
@@ -52,6 +55,9 @@ export class FileSink implements Sink<PendingWrite> {
 
   private async open(): Promise<FileHandle> {
     const path = this.config.path;
+    if ((await mkdir(dirname(path), { recursive: true, mode: 0o750 })) !== undefined) {
+      this.log.info(`Sink ${this.name} created the directory ${dirname(path)} (mode 0750) for ${path}.`);
+    }
     const st = await stat(path).catch(() => undefined);
     if (st?.isFile() && st.size > 0) {
       const removed = await cutTornLine(path, st.size);

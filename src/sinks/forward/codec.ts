@@ -128,14 +128,17 @@ export function encodePing(helo: Helo, credentials: Credentials, salt: string): 
   return encoder.encode(["PING", selfHostname, salt, digest, username, passwordDigest]).slice();
 }
 
-/** Checks a PONG: undefined when the server accepted us and proved it knows the shared key, else why not. */
+/**
+ * Checks a PONG: undefined when the server accepted us and proved it knows the shared key, else why not, worded
+ * to follow the server's name ("forward server X refused the handshake: shared_key mismatch").
+ */
 export function checkPong(message: unknown, helo: Helo, credentials: Credentials, salt: string): string | undefined {
-  if (!Array.isArray(message) || text(message[0]) !== "PONG") return `expected PONG, got ${describe(message)}`;
+  if (!Array.isArray(message) || text(message[0]) !== "PONG") return `answered the handshake with ${describe(message)} instead of PONG`;
   const [, ok, reason, serverHostname, digest] = message as [unknown, unknown, unknown, unknown, unknown];
-  if (ok !== true) return `the server refused the handshake: ${String(text(reason) || "no reason given")}`;
+  if (ok !== true) return `refused the handshake: ${String(text(reason) || "no reason given")}`;
   const hostnameBytes = serverHostname instanceof Uint8Array ? serverHostname : String(serverHostname);
   const expected = sha512Hex(salt, hostnameBytes, helo.nonce, credentials.sharedKey);
-  if (text(digest) !== expected) return "the server's PONG digest is wrong: it does not know our shared key (or is not the server we think)";
+  if (text(digest) !== expected) return "answered with a wrong PONG digest: it does not know our shared key (or is not the server we think)";
   return undefined;
 }
 

@@ -16,7 +16,7 @@ export const forwardSinkConfig = z
     inputs,
     servers: z.array(server).min(1, "at least one server is needed").describe("Fluentd / Fluent Bit in_forward servers."),
     tag: template("Tag for each record: a template of {{source}}, {{stream}}, {{field.NAME}}. A tag that renders empty is dead-lettered."),
-    require_ack: z.boolean().default(true).describe("Wait for the server's ack of each chunk before acknowledging the batch (at-least-once). Without it, a chunk counts as delivered once written to the socket."),
+    require_ack: z.boolean().default(true).describe("Wait for the server's ack of each chunk before acknowledging the batch (at-least-once). Without it, a chunk counts as delivered once written to the socket (and a new connection without shared_key first listens 500 ms for a HELO, so that no chunk goes to a server that requires shared_key)."),
     ack_timeout: duration("No ack within this long: the connection is closed and the same chunk is sent again.", "30s"),
     connect_timeout: duration("How long connecting (TCP, TLS and the handshake) may take.", "10s"),
     compress: z.enum(["none", "gzip"]).default("none").describe("gzip sends CompressedPackedForward."),

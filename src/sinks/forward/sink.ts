@@ -3,7 +3,8 @@
  * and kept for every resend. The batch is delivered when every chunk was acknowledged (require_ack). Chunks
  * go to one of the healthy active servers, chosen by weight; standby servers are used only while every
  * active one is down, and batches return to the active servers as soon as one is back (failback). A server
- * that fails is marked down and probed again with capped backoff.
+ * that fails is marked down and probed again with capped backoff. When a probe gets through, the driver is
+ * told (onReady), so a batch waiting on its backoff goes at once instead of sitting out its delay.
  */
 import type { Batch } from "../../core/batch.ts";
 import { Backoff } from "../../core/backoff.ts";
@@ -16,7 +17,7 @@ import type { Logger } from "../../observe/log.ts";
 import type { Metrics } from "../../observe/metrics.ts";
 import { encodeEntries, encodePackedForward, newChunkId, type ChunkMessage } from "./codec.ts";
 import type { ForwardServerConfig, ForwardSinkConfig } from "./config.ts";
-import { ForwardConnection } from "./connection.ts";
+import { ForwardConnection, HELO_WAIT_MS, reasonOf } from "./connection.ts";
 
 interface ServerState {
   config: ForwardServerConfig;
@@ -26,6 +27,8 @@ interface ServerState {
   connecting: Promise<ForwardConnection> | undefined;
   retryAt: number;
   backoff: Backoff;
+  /** Why it was marked down, or its last probe failed: what a batch is told while every server is down. */
+  lastError: NagareError | undefined;
   upGauge: { value: number };
 }
 
@@ -46,6 +49,8 @@ export class ForwardSink implements Sink<PreparedBatch> {
   private readonly tag: Template;
   private readonly servers: ServerState[];
   private readonly probe: ReturnType<typeof setInterval>;
+  private readonly readyListeners: (() => void)[] = [];
+  private closing = false;
 
   constructor(
     readonly name: string,
@@ -61,7 +66,7 @@ export class ForwardSink implements Sink<PreparedBatch> {
       const name = `${s.host}:${s.port}`;
       const upGauge = metrics.gauge("nagare_forward_server_up", "1 while the forward server is reachable, 0 while it is marked down.", { sink: this.name, server: name });
       upGauge.value = 1;
-      return { config: s, name, up: true, connection: undefined, connecting: undefined, retryAt: 0, backoff: new Backoff(500, 30_000), upGauge };
+      return { config: s, name, up: true, connection: undefined, connecting: undefined, retryAt: 0, backoff: new Backoff(500, 30_000), lastError: undefined, upGauge };
     });
     // Down servers are probed in the background, so failback does not wait for a batch to fail elsewhere.
     this.probe = setInterval(() => this.probeDown(), 1000);
@@ -90,9 +95,14 @@ export class ForwardSink implements Sink<PreparedBatch> {
     return { status: "delivered", rejected: prepared.rejected };
   }
 
+  onReady(wake: () => void): void {
+    this.readyListeners.push(wake);
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     clearInterval(this.probe);
-    for (const server of this.servers) server.connection?.close();
+    await Promise.all(this.servers.map((server) => server.connection?.close()));
   }
 
   /** One chunk per tag, in the order tags first appear; the chunk ids are made here, once. */
@@ -116,20 +126,25 @@ export class ForwardSink implements Sink<PreparedBatch> {
     return { chunks, rejected };
   }
 
-  /** A healthy active server by weight; a standby only while no active one is up; else the one due for a retry. */
+  /** A healthy active server by weight; a standby only while no active one is up; else why none can be used. */
   private pickServer(): ServerState {
     const active = this.servers.filter((s) => s.up && !s.config.standby);
     const candidates = active.length > 0 ? active : this.servers.filter((s) => s.up);
     if (candidates.length > 0) return weighted(candidates);
-    const due = [...this.servers].sort((a, b) => Number(a.config.standby) - Number(b.config.standby) || a.retryAt - b.retryAt)[0]!;
-    throw new NagareError("SINK_UNAVAILABLE", `every forward server is down; ${due.name} is tried again in ${Math.max(0, Math.round(due.retryAt - performance.now()))} ms`, { retryable: true });
+    // The reasons themselves, not "down": /health and the driver's ERROR keep naming the real cause.
+    const reasons = this.servers.map((s) => s.lastError ?? new NagareError("SINK_UNAVAILABLE", `forward server ${s.name} is being probed`, { retryable: true }));
+    if (reasons.length === 1) throw reasons[0]!;
+    const code = reasons.every((r) => r.code === reasons[0]!.code) ? reasons[0]!.code : "SINK_UNAVAILABLE";
+    throw new NagareError(code, `every forward server is down: ${reasons.map((r) => r.message).join("; ")}`, { retryable: true });
   }
 
-  private connectionOf(server: ServerState): Promise<ForwardConnection> {
+  /** The open connection to `server`, or a new one (listening for a HELO first when `heloWaitMs` is set). */
+  private connectionOf(server: ServerState, heloWaitMs = this.config.require_ack ? 0 : HELO_WAIT_MS): Promise<ForwardConnection> {
     if (server.connection !== undefined && !server.connection.closed) return Promise.resolve(server.connection);
-    server.connecting ??= ForwardConnection.open(server.config, this.config)
+    server.connecting ??= ForwardConnection.open(server.config, this.config, heloWaitMs)
       .then((connection) => {
-        server.connection = connection;
+        if (this.closing) void connection.close();
+        else server.connection = connection;
         return connection;
       })
       .finally(() => (server.connecting = undefined));
@@ -137,26 +152,42 @@ export class ForwardSink implements Sink<PreparedBatch> {
   }
 
   private markDown(server: ServerState, err: unknown): void {
-    server.connection?.close();
+    void server.connection?.close();
     server.connection = undefined;
-    if (server.up) this.log.warn(`Forward server ${server.name} is marked down (${describeError(err)}); chunks go to the other servers while it is probed again.`);
+    server.lastError = err instanceof NagareError ? err : new NagareError("SINK_UNAVAILABLE", `forward server ${server.name} failed: ${describeError(err)}`, { cause: err, retryable: true });
+    if (server.up) this.log.warn(`Forward server ${server.name} is marked down (${reasonOf(server.lastError, server.name)}); ${this.meanwhile(server)}.`);
     server.up = false;
     server.upGauge.value = 0;
     server.retryAt = performance.now() + server.backoff.next();
+  }
+
+  /** What happens to the batches while `server` is down, as far as the configuration allows. */
+  private meanwhile(server: ServerState): string {
+    const others = this.servers.filter((s) => s !== server && s.up);
+    if (others.length > 0) return `its chunks go to ${others.map((s) => s.name).join(", ")} while it is probed again`;
+    if (this.servers.length === 1) return "batches wait until it answers again, and it is probed again with backoff";
+    return "no forward server is up: batches wait until one answers again, and each is probed again with backoff";
   }
 
   private probeDown(): void {
     const now = performance.now();
     for (const server of this.servers) {
       if (server.up || server.connecting !== undefined || now < server.retryAt) continue;
-      this.connectionOf(server).then(
+      // A probe listens for a HELO too: a server that requires shared_key is not "reachable" to this sink.
+      this.connectionOf(server, HELO_WAIT_MS).then(
         () => {
+          if (this.closing) return;
           server.up = true;
           server.upGauge.value = 1;
           server.backoff.reset();
+          server.lastError = undefined;
           this.log.info(`Forward server ${server.name} is reachable again${server.config.standby ? "" : "; batches return to it"}.`);
+          for (const wake of this.readyListeners) wake();
         },
-        () => (server.retryAt = performance.now() + server.backoff.next()),
+        (err) => {
+          server.lastError = err instanceof NagareError ? err : new NagareError("SINK_UNAVAILABLE", describeError(err), { cause: err, retryable: true });
+          server.retryAt = performance.now() + server.backoff.next();
+        },
       );
     }
   }

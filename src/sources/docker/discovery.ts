@@ -10,17 +10,35 @@ import { exists } from "./files.ts";
 
 const GLOB_CHARS = /[*?[{]/;
 
+/** What the last scan found for one include pattern. */
+export interface PatternScan {
+  pattern: string;
+  /** Its fixed directory (the part before the first glob character). */
+  base: string;
+  /** Files it matched and no exclude pattern left out. */
+  matched: number;
+  /** The base directory does not exist (yet). */
+  missing: boolean;
+  /**
+   * A directory under the pattern the agent may not list, with the error: the scan of this pattern stopped
+   * there, so files after it in the listing were not seen this time.
+   */
+  unreadable?: { path: string; code: string };
+}
+
 export class Discovery {
-  private readonly include: { base: string; glob: Bun.Glob }[];
+  private readonly include: { pattern: string; base: string; glob: Bun.Glob }[];
   private readonly exclude: Bun.Glob[];
   private readonly watchers = new Map<string, FSWatcher>();
   /** An entry appeared in (or left) a base directory since the last look. */
   private changed = false;
+  /** Per include pattern, what the last scan found. */
+  patterns: PatternScan[] = [];
 
   constructor(include: readonly string[], exclude: readonly string[]) {
     this.include = include.map((pattern) => {
       const { base, rest } = splitPattern(pattern);
-      return { base, glob: new Bun.Glob(rest) };
+      return { pattern, base, glob: new Bun.Glob(rest) };
     });
     this.exclude = exclude.map((pattern) => new Bun.Glob(pattern));
   }
@@ -28,14 +46,28 @@ export class Discovery {
   /** Every matching file, as absolute paths. Also (re)starts watching the base directories that exist now. */
   scan(): Set<string> {
     const found = new Set<string>();
-    for (const { base, glob } of this.include) {
-      if (!exists(base)) continue;
+    this.patterns = this.include.map(({ pattern, base, glob }): PatternScan => {
+      if (!exists(base)) return { pattern, base, matched: 0, missing: true };
       this.watchBase(base);
-      for (const path of glob.scanSync({ cwd: base, absolute: true, onlyFiles: true, followSymlinks: true })) {
-        if (!this.exclude.some((e) => e.match(path))) found.add(path);
+      let matched = 0;
+      try {
+        for (const path of glob.scanSync({ cwd: base, absolute: true, onlyFiles: true, followSymlinks: true })) {
+          if (this.exclude.some((e) => e.match(path))) continue;
+          found.add(path);
+          matched++;
+        }
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        return { pattern, base, matched, missing: false, unreadable: { path: e.path ?? base, code: e.code ?? "inaccessible" } };
       }
-    }
+      return { pattern, base, matched, missing: false };
+    });
     return found;
+  }
+
+  /** The last scan saw every directory it looked into (none was unreadable). */
+  get complete(): boolean {
+    return this.patterns.every((p) => p.unreadable === undefined);
   }
 
   /**

@@ -17,6 +17,7 @@ import { MetadataCache } from "./metadata.ts";
 import { SavedPositions, type ContainerPositions } from "./positions.ts";
 import { ContainerRecord } from "./record.ts";
 import { exists } from "./files.ts";
+import { agentUser } from "../../core/user.ts";
 import { Tailer, type TailedRecord } from "./tailer.ts";
 
 export type { ContainerPositions } from "./positions.ts";
@@ -29,6 +30,11 @@ const SCAN_OFTEN_MS = 2_000;
 const REFUSAL_WARNINGS = 10;
 /** A closed file missing this long is let go. */
 const MISSING_FILE_GRACE_MS = 10_000;
+/**
+ * An include pattern that matches nothing is named again at most this often: it is searched every
+ * rescan_interval (1 s by default), and a WARN per search would bury everything else in the log.
+ */
+const EMPTY_INCLUDE_REPEAT_MS = 10 * 60_000;
 
 export class DockerSource implements Source {
   readonly type = "docker";
@@ -46,6 +52,8 @@ export class DockerSource implements Source {
   /** Every read of this source goes through it, one at a time: a read allocates nothing that outlives it. */
   private readonly readBuffer = Buffer.allocUnsafe(READ_BUDGET);
   private started = false;
+  /** The start-up line (what is read, from where, how many files) was written. */
+  private announced = false;
   private counters: ReturnType<DockerSource["makeCounters"]> | undefined;
 
   constructor(readonly name: string, private readonly config: DockerSourceConfig) {
@@ -71,6 +79,7 @@ export class DockerSource implements Source {
       if (this.discovery.takeChanged()) scanOftenUntil = now + SCAN_OFTEN_MS;
       if (now >= nextScan || (now < scanOftenUntil && now >= lastScan + SOON_SCAN_MS)) {
         this.scan(firstScan && nextScan === 0, ctx);
+        this.reportScan(ctx);
         this.forgetGone(ctx);
         this.reportRefusals(ctx);
         await this.updateGauges();
@@ -189,10 +198,12 @@ export class DockerSource implements Source {
   /** New files get a tailer: at their saved position, else at the head (or the tail on the first scan). */
   private scan(atStartup: boolean, ctx: SourceContext): void {
     const found = this.discovery.scan();
+    this.counters!.scans.value++;
     const now = performance.now();
     this.guard.refresh();
     this.forgetRefusals();
-    for (const tailer of this.tailers.values()) {
+    // A scan stopped by an unreadable directory did not see every file: a file it missed is not gone.
+    for (const tailer of this.discovery.complete ? this.tailers.values() : []) {
       // Removed while its file was closed (more files than max_open_files): it will never be read again. The
       // container directory is gone (docker rm), or the file has been missing for a while (kubelet deletes old
       // restarts' logs; a rotation leaves the name missing only for an instant).
@@ -213,6 +224,37 @@ export class DockerSource implements Source {
       const format = this.config.format === "auto" ? undefined : this.config.format;
       this.tailers.set(path, new Tailer(path, stream, format, this.config.max_line_bytes, start, this.guard));
     }
+  }
+
+  /**
+   * After each scan: a directory under an include pattern that cannot be listed is a problem (its files are not
+   * read); a pattern that matches nothing is a WARN, at most every EMPTY_INCLUDE_REPEAT_MS; and after the first
+   * scan, the start-up line.
+   */
+  private reportScan(ctx: SourceContext): void {
+    const patterns = this.discovery.patterns;
+    const unreadable = patterns.find((p) => p.unreadable !== undefined);
+    ctx.reportProblem(
+      unreadable?.unreadable === undefined
+        ? undefined
+        : {
+            cause: `cannot read the directory ${unreadable.unreadable.path} (${unreadable.unreadable.code}), so the log files under include pattern ${unreadable.pattern} are not all found`,
+            fix: `let the user nagare runs as (${agentUser()}) read it; the installed unit gives nagare CAP_DAC_READ_SEARCH for this`,
+          },
+    );
+    for (const p of patterns) {
+      if (p.matched > 0 || p.unreadable !== undefined) continue;
+      const why = p.missing ? `${p.base} does not exist (yet)` : `nothing in ${p.base} matches`;
+      ctx.log.limited("warn", `include-empty:${p.pattern}`, `Source ${this.name}: include pattern ${p.pattern} matches no file, since ${why}. It is searched again every ${this.config.rescan_interval} ms and a file is read from its start as soon as it appears. If containers log on this host, check the pattern: Docker's json-file logs are /var/lib/docker/containers/*/*-json.log, kubelet's are /var/log/pods/*/*/*.log.`, undefined, EMPTY_INCLUDE_REPEAT_MS);
+    }
+    if (this.announced) return;
+    this.announced = true;
+    const c = this.config;
+    const files = [...this.tailers.values()];
+    const resumed = files.filter((t) => this.saved.get(t.stream) !== undefined).length;
+    const exclude = c.exclude.length === 0 ? "" : ` except ${c.exclude.join(", ")}`;
+    const startAt = c.start_at === "tail" ? "files found now are read from their end, later ones from their start" : "files are read from their start";
+    ctx.log.info(`Source ${this.name} reads container log files matching ${c.include.join(", ")}${exclude} (format ${c.format}; start_at ${c.start_at}: ${startAt}, a saved position wins): ${files.length} file(s) found, ${resumed} with a saved position.`);
   }
 
   /** A refused path is tried again only once it leads somewhere else. */
@@ -287,6 +329,7 @@ export class DockerSource implements Source {
       openFiles: ctx.metrics.gauge("nagare_container_open_files", "Container log files open right now.", labels),
       refused: ctx.metrics.counter("nagare_container_refused_files_total", "Files not read because they are not regular files, or lead outside the include directories and allowed_link_targets.", labels),
       positions: ctx.metrics.gauge("nagare_container_positions", "Saved file positions held (in memory and in the checkpoint); those of gone files are dropped after forget_after.", labels),
+      scans: ctx.metrics.counter("nagare_container_scans_total", "Searches of the include patterns for new files (every rescan_interval, and soon after a watched directory changed).", labels),
       heldDeleted: ctx.metrics.gauge("nagare_container_held_deleted_bytes", "Bytes of deleted log files still held open until they are read.", labels),
     };
   }

@@ -44,25 +44,42 @@ export function journalctlArgs(o: JournalctlOptions): string[] {
   return args;
 }
 
-/**
- * The cursor of the newest entry (`journalctl -n 0 --show-cursor`), or undefined for an empty journal.
- * "Start at the tail" then means: follow from this cursor and drop its entry. `--lines=0 --follow` is not
- * used because it races with journal files that appear after it started.
- */
-export async function tailCursor(o: Omit<JournalctlOptions, "cursor">, timeoutMs: number): Promise<string | undefined> {
+/** What `journalctl -n 0 --show-cursor` said: the newest entry's cursor, or its words for why there is none. */
+export interface JournalProbe {
+  /** The newest entry's cursor; undefined for an empty or unreadable journal. */
+  cursor: string | undefined;
+  /** journalctl's exit status (null when it was killed). */
+  status: number | null;
+  /** Its standard output and error together: access.ts reads the reasons from them. */
+  output: string;
+  /** It did not finish within the timeout and was killed. */
+  timedOut: boolean;
+}
+
+/** The probe's command line. Not -o export: journalctl then keeps the hint about entries it may not show to itself. */
+export function probeArgs(o: Omit<JournalctlOptions, "cursor">): string[] {
   const args = [o.program, "--merge", "--lines=0", "--show-cursor", "--no-pager"];
   if (o.directory !== undefined) args.push(`--directory=${o.directory}`);
   args.push(...o.matches);
-  const proc = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, SYSTEMD_COLORS: "0", LC_ALL: "C" } });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  return args;
+}
+
+/**
+ * Asks journalctl for the cursor of the newest entry before each reader starts. "Start at the tail" then
+ * means: follow from this cursor and drop its entry (`--lines=0 --follow` races with journal files that appear
+ * after it started). It also tells, in journalctl's own words, whether the agent may read the journal at all:
+ * the following reader, with -o export, stays silent about files it may not read (see access.ts).
+ */
+export async function probeJournal(o: Omit<JournalctlOptions, "cursor">, timeoutMs: number): Promise<JournalProbe> {
+  const proc = Bun.spawn(probeArgs(o), { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, SYSTEMD_COLORS: "0", LC_ALL: "C" } });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    proc.kill("SIGKILL");
+  }, timeoutMs);
   const [out, err, status] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
-  const cursor = /^-- cursor: (.+)$/m.exec(out)?.[1];
-  if (cursor !== undefined) return cursor;
-  // An empty journal, or none at all yet (a fresh host, a directory journald has not written to): follow from
-  // the head, which is where the first entry will appear. journalctl exits 1 for these.
-  if (/No journal files were found|-- No entries --/.test(out + err)) return undefined;
-  throw new NagareError("SOURCE_FAILED", `journalctl could not find the end of the journal (status ${status}): ${err.trim() || out.trim() || "no message"}`, { retryable: true });
+  return { cursor: /^-- cursor: (.+)$/m.exec(out)?.[1], status: timedOut ? null : status, output: `${err}${out}`, timedOut };
 }
 
 /**

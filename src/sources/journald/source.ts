@@ -7,11 +7,11 @@
  * everything emitted before them is acknowledged.
  */
 import { Backoff, sleep } from "../../core/backoff.ts";
-import type { Source, SourceContext } from "../../core/component.ts";
-import { describeError } from "../../core/errors.ts";
+import type { Source, SourceContext, SourceProblem } from "../../core/component.ts";
+import { journalctlProblem, judgeProbe, missingProgram, noJournalFilesMessage, openProblem } from "./access.ts";
 import { ExportParser, type ExportEntry, type MalformedEntry } from "./codec.ts";
 import type { JournaldSourceConfig } from "./config.ts";
-import { ExportFileReader, JournalctlReader, tailCursor, type ExportReader, type FileIdentity } from "./readers.ts";
+import { ExportFileReader, JournalctlReader, probeJournal, type ExportReader, type FileIdentity } from "./readers.ts";
 import { GatewayReader, gatewayTailCursor } from "./gateway.ts";
 import { JOURNAL_STREAM, JournalRecord } from "./record.ts";
 import { readOwnUnit, UnitExclusion } from "./units.ts";
@@ -21,6 +21,9 @@ export interface JournalPosition {
   cursor: string | undefined;
   file?: { path: string; dev: number; ino: number; offset: number };
 }
+
+/** A journal without files is named again at most this often (the reader does not restart while it waits). */
+const NO_FILES_REPEAT_MS = 10 * 60_000;
 
 export class JournaldSource implements Source {
   readonly type = "journald";
@@ -54,15 +57,20 @@ export class JournaldSource implements Source {
     }
     const backoff = new Backoff(500, this.config.restart_backoff_max);
     while (!this.stopped) {
-      let reader: ExportReader;
-      try {
-        reader = this.reader = await this.openReader(ctx);
-      } catch (err) {
+      const opened = await this.open(ctx);
+      if (this.stopped) {
+        if ("reader" in opened) await opened.reader.close();
+        return;
+      }
+      if ("problem" in opened) {
+        ctx.reportProblem(opened.problem);
         const delay = backoff.next();
-        ctx.log.limited("error", "reader-open", `Source ${this.name} cannot start reading the journal and will try again in ${Math.round(delay)} ms: ${describeError(err)}.`);
+        ctx.log.debug(`Source ${this.name} tries again in ${Math.round(delay)} ms.`);
         await sleep(delay, this.stopSignal.signal);
         continue;
       }
+      ctx.reportProblem(opened.partial);
+      const reader = (this.reader = opened.reader);
       const emitted = await this.pump(reader, ctx);
       await reader.close();
       this.reader = undefined;
@@ -78,7 +86,10 @@ export class JournaldSource implements Source {
       counters.restarts.value++;
       if (emitted > 0) backoff.reset();
       const delay = backoff.next();
-      ctx.log.warn(`Source ${this.name} lost its journal reader (${reader.failure ?? "stream ended"}); it restarts in ${Math.round(delay)} ms after the last entry read, nothing is lost.`);
+      const failure = reader.failure ?? "stream ended";
+      const problem = reader instanceof JournalctlReader ? journalctlProblem(failure, this.config.directory) : undefined;
+      if (problem !== undefined) ctx.reportProblem(problem);
+      else ctx.log.limited("warn", "reader-lost", `Source ${this.name} lost its journal reader (${failure}); it restarts in ${Math.round(delay)} ms after the last entry read, nothing is lost.`);
       await sleep(delay, this.stopSignal.signal);
     }
   }
@@ -110,23 +121,62 @@ export class JournaldSource implements Source {
     this.resumeOffset = saved?.file?.offset ?? 0;
   }
 
-  private async openReader(ctx: SourceContext): Promise<ExportReader> {
+  /**
+   * Starts a reader, or says why it cannot: a problem the operator must fix, which the caller reports and
+   * retries. `partial`: the reader runs but sees only part of the journal.
+   */
+  private async open(ctx: SourceContext): Promise<{ reader: ExportReader; partial?: SourceProblem } | { problem: SourceProblem }> {
     const c = this.config;
-    if (c.file !== undefined) return this.openFile(ctx, c.file);
-    const journalctl = { program: c.journalctl, directory: c.directory, matches: c.matches };
-    const gateway = c.url === undefined ? undefined : { url: c.url, timeoutMs: c.connect_timeout, idleTimeoutMs: c.idle_timeout, signal: this.stopSignal.signal };
-    if (this.resumeCursor === undefined && c.start_at === "tail" && !ctx.fromOldest && !this.tailResolved) {
+    try {
+      if (c.file !== undefined) return { reader: await this.openFile(ctx, c.file) };
+      if (c.url !== undefined) return { reader: await this.openGateway(ctx, c.url) };
+      return await this.openJournalctl(ctx);
+    } catch (err) {
+      return { problem: openProblem(err, { url: c.url, file: c.file }) };
+    }
+  }
+
+  /** Whether the journal's end is still to be found: start_at tail, on the first start without a saved position. */
+  private needsTailCursor(ctx: SourceContext): boolean {
+    return this.resumeCursor === undefined && this.config.start_at === "tail" && !ctx.fromOldest && !this.tailResolved;
+  }
+
+  private async openGateway(ctx: SourceContext, url: string): Promise<ExportReader> {
+    const c = this.config;
+    const gateway = { url, timeoutMs: c.connect_timeout, idleTimeoutMs: c.idle_timeout, signal: this.stopSignal.signal };
+    if (this.needsTailCursor(ctx)) {
       // Follow from the newest entry's cursor, dropping that entry: exact even while the journal grows.
-      this.resumeCursor = gateway ? await gatewayTailCursor(gateway) : await tailCursor(journalctl, c.connect_timeout);
+      this.resumeCursor = await gatewayTailCursor(gateway);
       this.tailResolved = true;
     }
-    const reader =
-      gateway !== undefined
-        ? await GatewayReader.open({ ...gateway, cursor: this.resumeCursor })
-        : new JournalctlReader({ ...journalctl, cursor: this.resumeCursor }, (line) => ctx.log.limited("warn", "journalctl-stderr", `journalctl says: ${line}`));
-    const from = this.resumeCursor === undefined ? "the head" : `cursor ${this.resumeCursor}`;
-    ctx.log.info(`Source ${this.name} reads the journal from ${from} through ${gateway ? gateway.url : "journalctl"}.`);
+    const reader = await GatewayReader.open({ ...gateway, cursor: this.resumeCursor });
+    this.logStart(ctx, url);
     return reader;
+  }
+
+  /** journalctl is asked first whether (and how much of) the journal it may read, and where it ends. */
+  private async openJournalctl(ctx: SourceContext): Promise<{ reader: ExportReader; partial?: SourceProblem } | { problem: SourceProblem }> {
+    const c = this.config;
+    const missing = missingProgram(c.journalctl);
+    if (missing !== undefined) return { problem: missing };
+    const journalctl = { program: c.journalctl, directory: c.directory, matches: c.matches };
+    const needCursor = this.needsTailCursor(ctx);
+    const probe = await probeJournal(journalctl, c.connect_timeout);
+    const verdict = judgeProbe(probe, c.directory, needCursor);
+    if (verdict.problem !== undefined) return { problem: verdict.problem };
+    if (verdict.noFiles) ctx.log.limited("warn", "no-journal-files", noJournalFilesMessage(this.name, c.directory), undefined, NO_FILES_REPEAT_MS);
+    if (needCursor) {
+      this.resumeCursor = probe.cursor;
+      this.tailResolved = true;
+    }
+    const reader = new JournalctlReader({ ...journalctl, cursor: this.resumeCursor }, (line) => ctx.log.limited("warn", "journalctl-stderr", `journalctl says: ${line}`));
+    this.logStart(ctx, c.directory === undefined ? "journalctl" : `journalctl from ${c.directory}`);
+    return { reader, partial: verdict.partial };
+  }
+
+  private logStart(ctx: SourceContext, through: string): void {
+    const from = this.resumeCursor === undefined ? "the head" : `cursor ${this.resumeCursor}`;
+    ctx.log.info(`Source ${this.name} reads the journal from ${from} through ${through}.`);
   }
 
   private async openFile(ctx: SourceContext, path: string): Promise<ExportReader> {
@@ -140,7 +190,9 @@ export class JournaldSource implements Source {
     }
     this.fileIdentity = probe.identity;
     await probe.close();
-    return ExportFileReader.open(path, this.resumeOffset);
+    const reader = await ExportFileReader.open(path, this.resumeOffset);
+    ctx.log.info(`Source ${this.name} reads the saved export stream ${path} once, from byte ${this.resumeOffset} of ${probe.identity.size}.`);
+    return reader;
   }
 
   /** Reads until the reader ends or the source stops; returns the number of entries handed on. */

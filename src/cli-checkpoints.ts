@@ -1,0 +1,173 @@
+/**
+ * `nagare checkpoints`: every source's saved position as a table with one row per stream (the journal; each
+ * container or log file of a docker source), `--json` for machines, and `--reset` to drop sources' checkpoints.
+ *
+ * An unusable checkpoint file exits 78 (EX_CONFIG), after the table: like a bad config it is a state on disk that
+ * the operator must decide about (`run` refuses a newer format, and reads a source with a corrupt file again from
+ * the oldest position it can), and running the command again cannot change it. A checkpoint directory that
+ * cannot be read, or a data dir another agent holds (`--reset`), exits 69 (EX_UNAVAILABLE): the files may be
+ * fine, this user may not read them now.
+ */
+import type { Config } from "./config/schema.ts";
+import { CheckpointStore, type ListedCheckpoint } from "./core/checkpoint-store.ts";
+import { DataDirLock } from "./core/data-dir-lock.ts";
+import { describeError, NagareError } from "./core/errors.ts";
+import { EX_CONFIG, EX_UNAVAILABLE, EX_USAGE } from "./exit-codes.ts";
+import type { ContainerPositions } from "./sources/docker/positions.ts";
+import type { JournalPosition } from "./sources/journald/source.ts";
+
+export interface CheckpointsOptions {
+  json?: boolean;
+  reset?: string[];
+}
+
+/** One line of the table: a stream of a source and where its saved position is. */
+interface Row {
+  source: string;
+  stream: string;
+  age: string;
+  position: string;
+}
+
+export function checkpoints(config: Config, options: CheckpointsOptions): void {
+  const store = new CheckpointStore(config.data_dir);
+  if (options.reset !== undefined) return resetCheckpoints(config, store, options.reset);
+  let listed: ListedCheckpoint[];
+  try {
+    listed = store.list();
+  } catch (err) {
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    const hint = code === "EACCES" || code === "EPERM" ? "; run this as root or as the user the agent runs as" : "";
+    process.stderr.write(`${describeError(err)}${hint}\n`);
+    process.exit(EX_UNAVAILABLE);
+  }
+  if (options.json) {
+    const entries = listed.map((l) => (l.checkpoint !== undefined ? { ...l.checkpoint, file: l.file } : { source: l.source, file: l.file, problem: l.problem }));
+    process.stdout.write(`${JSON.stringify(entries)}\n`);
+  } else if (listed.length === 0) {
+    process.stdout.write(`no checkpoints in ${store.dir}\n`);
+  } else {
+    process.stdout.write(formatTable(listed.flatMap((l) => rowsOf(l, Date.now()))));
+  }
+  const unusable = listed.filter((l): l is Unusable => l.problem !== undefined);
+  for (const l of unusable) process.stderr.write(`${unusableAdvice(l)}\n`);
+  if (unusable.length > 0) process.exit(EX_CONFIG);
+}
+
+type Unusable = Extract<ListedCheckpoint, { problem: string }>;
+
+function unusableAdvice(l: Unusable): string {
+  const reset = `nagare checkpoints --reset ${l.source}`;
+  if (l.newer) return `${l.file}: ${l.problem}; \`nagare run\` refuses to start until you run that newer version, or drop it with \`${reset}\``;
+  return `${l.file}: unusable (${l.problem}); \`nagare run\` moves it aside and reads source ${l.source} again from the oldest position it can (duplicates, nothing lost); \`${reset}\` makes it start as configured by start_at instead`;
+}
+
+function rowsOf(l: ListedCheckpoint, now: number): Row[] {
+  if (l.checkpoint === undefined) return [{ source: l.source, stream: "-", age: formatAge(now - l.modifiedMs), position: `unusable: ${l.problem}` }];
+  const { type, position, saved_at } = l.checkpoint;
+  const age = formatAge(now - Date.parse(saved_at));
+  return streamsOf(type, position).map(({ stream, summary }) => ({ source: l.source, stream, age, position: summary }));
+}
+
+/** A position as the operator reads it, per stream; an unknown shape is shown as (shortened) JSON. */
+function streamsOf(type: string, position: unknown): { stream: string; summary: string }[] {
+  if (type === "journald" && isObject(position)) return [{ stream: "journal", summary: journalSummary(position as Partial<JournalPosition>) }];
+  if (type === "docker" && isObject(position) && isObject(position.containers)) {
+    const containers = (position as unknown as ContainerPositions).containers;
+    const streams = Object.keys(containers).sort();
+    if (streams.length === 0) return [{ stream: "-", summary: "no file read yet" }];
+    return streams.map((stream) => {
+      const saved = containers[stream]!;
+      return { stream: shortStream(stream), summary: `offset ${saved.offset} in ${saved.identity?.path ?? "(unknown file)"}` };
+    });
+  }
+  return [{ stream: "-", summary: shorten(JSON.stringify(position) ?? "none", 80) }];
+}
+
+function journalSummary(position: Partial<JournalPosition>): string {
+  const cursor = typeof position.cursor === "string" ? cursorSummary(position.cursor) : "no cursor";
+  const file = position.file;
+  return file === undefined ? cursor : `offset ${file.offset} in ${file.path} (${cursor})`;
+}
+
+/**
+ * A journal cursor (`s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<monotonic>;t=<realtime µs>;x=<hash>`, hex numbers)
+ * as its entry's sequence number and time; a cursor of another form, shortened.
+ */
+export function cursorSummary(cursor: string): string {
+  const field = (key: string) => new RegExp(`(?:^|;)${key}=([0-9a-f]{1,16})(?:;|$)`).exec(cursor)?.[1];
+  const seqnum = field("i");
+  const realtime = field("t");
+  if (seqnum === undefined || realtime === undefined) return `cursor ${shorten(cursor, 40)}`;
+  // Not a hot path: BigInt keeps a 64-bit seqnum exact.
+  const at = new Date(Number(BigInt(`0x${realtime}`) / 1000n)).toISOString().replace(/\.\d+Z$/, "Z");
+  return `seqnum ${BigInt(`0x${seqnum}`)}, logged ${at}`;
+}
+
+/** Docker's short container id (its first 12 hex digits), as `docker ps` shows it; other streams (paths) whole. */
+function shortStream(stream: string): string {
+  return /^[0-9a-f]{64}$/.test(stream) ? stream.slice(0, 12) : stream;
+}
+
+function shorten(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object";
+}
+
+/** Time since a save, in the two largest units: 45s, 3m07s, 2h05m, 3d04h. */
+export function formatAge(ms: number): string {
+  if (!Number.isFinite(ms)) return "-";
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const two = (n: number) => String(n).padStart(2, "0");
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${two(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86400)}d${two(Math.floor((s % 86400) / 3600))}h`;
+}
+
+/** Columns padded to their widest cell; the position, which may be a long path, comes last. */
+function formatTable(rows: Row[]): string {
+  const header: Row = { source: "SOURCE", stream: "STREAM", age: "AGE", position: "POSITION" };
+  const all = [header, ...rows];
+  const width = (key: "source" | "stream" | "age") => Math.max(...all.map((r) => r[key].length));
+  const [ws, wt, wa] = [width("source"), width("stream"), width("age")];
+  return all.map((r) => `${r.source.padEnd(ws)}  ${r.stream.padEnd(wt)}  ${r.age.padEnd(wa)}  ${r.position}\n`).join("");
+}
+
+/** Drops saved positions while no agent runs on the data dir: those sources then start as configured by start_at. */
+function resetCheckpoints(config: Config, store: CheckpointStore, sources: string[]): void {
+  const saved = new Set(safeList(store).map((l) => l.source));
+  const unknown = sources.filter((s) => !(s in config.sources) && !saved.has(s));
+  if (unknown.length > 0) {
+    process.stderr.write(`no source named ${unknown.join(", ")} in the config and no checkpoint file for it in ${store.dir}\n`);
+    process.exit(EX_USAGE);
+  }
+  const lock = new DataDirLock(config.data_dir);
+  try {
+    lock.acquire();
+  } catch (err) {
+    const hint = err instanceof NagareError && err.code === "DATA_DIR_LOCKED" ? "; stop that agent first" : "";
+    process.stderr.write(`cannot reset checkpoints: ${describeError(err)}${hint}\n`);
+    process.exit(EX_UNAVAILABLE);
+  }
+  try {
+    for (const source of sources) {
+      const removed = store.reset(source);
+      process.stdout.write(removed ? `${source}: checkpoint removed; the source starts as configured by start_at on the next run\n` : `${source}: no checkpoint saved\n`);
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+/** The listing for --reset, where an unreadable directory is reported by the reset itself. */
+function safeList(store: CheckpointStore): ListedCheckpoint[] {
+  try {
+    return store.list();
+  } catch {
+    return [];
+  }
+}
