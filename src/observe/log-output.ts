@@ -34,8 +34,9 @@ export class LogOutput {
   /** Bytes of queue[0] already written. */
   private offset = 0;
   private queuedBytes = 0;
-  /** Lines dropped since the last notice. */
+  /** Lines dropped since the last notice, and when the last of them was dropped (the notice's time stamp). */
   private dropped = 0;
+  private lastDropAt = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** The descriptor failed for good (closed, or its reader went away): lines are only counted. */
   private broken = false;
@@ -76,6 +77,7 @@ export class LogOutput {
     const bytes = Buffer.from(line);
     if (this.broken || (this.queue.length > 0 && this.queuedBytes + bytes.length > this.maxBytes)) {
       this.dropped++;
+      this.lastDropAt = Date.now();
       LogOutput.droppedLines++;
       return;
     }
@@ -168,7 +170,8 @@ export class LogOutput {
     const n = this.dropped;
     this.dropped = 0;
     const msg = `The agent's own log dropped ${n} line(s) here because its output was not being read and ${this.maxBytes} bytes of lines were already waiting; records were not affected.`;
-    return Buffer.from(`${JSON.stringify({ ts: new Date().toISOString(), level: "warn", msg, dropped_lines: n })}\n`);
+    // Stamped with the last drop: every line before the notice was logged before it, every line after it later.
+    return Buffer.from(`${JSON.stringify({ ts: new Date(this.lastDropAt).toISOString(), level: "warn", msg, dropped_lines: n })}\n`);
   }
 }
 
