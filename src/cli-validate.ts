@@ -24,7 +24,7 @@ export async function validateCommand(origin: ConfigOrigin, connect: boolean): P
   const probes = connect ? (await Promise.all(files.map((report) => probe(report, assembly)))).flat() : [];
   // A server that answers but refuses this sink's settings (forward without the shared_key it requires) is a
   // config problem; one that does not answer is the environment's.
-  const refusedBy = probes.filter((p) => !p.ok && / REFUSED \(/.test(p.line));
+  const refusedBy = probes.filter((p) => p.refused === true);
   const unreachable = probes.filter((p) => !p.ok && !refusedBy.includes(p));
   for (const line of [...config, ...refusedBy.map((p) => p.line), ...environment, ...unreachable.map((p) => p.line)]) process.stderr.write(`${line}\n`);
   for (const probe of probes.filter((p) => p.ok)) process.stdout.write(`${probe.line}\n`);

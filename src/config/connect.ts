@@ -18,6 +18,8 @@ import { redact } from "../observe/redact.ts";
 
 export interface ProbeResult {
   ok: boolean;
+  /** The destination answered but refuses this config (a forward server that requires a shared_key): a config problem. */
+  refused?: boolean;
   line: string;
 }
 
@@ -34,7 +36,7 @@ export async function probeConfig(config: Pick<Config, "sources" | "sinks">, tim
       for (const server of sink.servers) probes.push(probeForward(`sinks.${name}: server ${server.host}:${server.port}`, server, { ...sink, connect_timeout: Math.min(sink.connect_timeout, timeoutMs) }));
     }
   }
-  return (await Promise.all(probes)).map((p) => ({ ok: p.ok, line: redact(p.line) }));
+  return (await Promise.all(probes)).map((p) => ({ ...p, line: redact(p.line) }));
 }
 
 function probeTcp(what: string, address: string, tls: TlsConfig | undefined, timeoutMs: number): Promise<ProbeResult> {
@@ -74,7 +76,7 @@ async function probeForward(what: string, server: ForwardServerConfig, sink: For
   } catch (err) {
     const reason = reasonOf(err, `${server.host}:${server.port}`);
     const refused = err instanceof NagareError && err.code === "CONFIG_INVALID";
-    return { ok: false, line: `${what}: ${refused ? "REFUSED" : "UNREACHABLE"} (${reason})` };
+    return { ok: false, refused, line: `${what}: ${refused ? "REFUSED" : "UNREACHABLE"} (${reason})` };
   }
 }
 
