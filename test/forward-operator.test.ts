@@ -141,9 +141,9 @@ describe("a server that requires shared_key, and the sink has none", () => {
         } as unknown as Config;
         const results = await probeConfig(config);
         expect(results).toEqual([
-          { ok: false, line: `sinks.keyed: server 127.0.0.1:${keyed.port}: REFUSED (${REQUIRES_KEY})` },
+          { ok: false, refused: true, line: `sinks.keyed: server 127.0.0.1:${keyed.port}: REFUSED (${REQUIRES_KEY})` },
           { ok: true, line: `sinks.open: server 127.0.0.1:${open.port}: reachable (TCP; it asked for no handshake within 500 ms)` },
-          { ok: false, line: `sinks.keyless: server 127.0.0.1:${open.port}: REFUSED (sent no handshake (HELO) within 1000 ms although shared_key is set; does the server have a <security> section?)` },
+          { ok: false, refused: true, line: `sinks.keyless: server 127.0.0.1:${open.port}: REFUSED (sent no handshake (HELO) within 1000 ms although shared_key is set; does the server have a <security> section?)` },
         ]);
       });
     });
@@ -168,7 +168,7 @@ describe("a wrong shared key", () => {
       );
       const sink = forwardSinkConfig.parse({ type: "forward", inputs: ["journal"], servers: [{ host: "127.0.0.1", port: server.port }], tag: "t", shared_key: "wrong" });
       expect(await probeConfig({ sources: {}, sinks: { fwd: sink } } as unknown as Config)).toEqual([
-        { ok: false, line: `sinks.fwd: server ${name}: REFUSED (refused the handshake: shared_key mismatch)` },
+        { ok: false, refused: true, line: `sinks.fwd: server ${name}: REFUSED (refused the handshake: shared_key mismatch)` },
       ]);
     });
   }, 60_000);

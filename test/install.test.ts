@@ -12,6 +12,7 @@ import type { Server } from "bun";
 import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
 import { readJsonLines, ROOT, RunningAgent } from "./support/agent.ts";
 import { seqsOf } from "./support/config.ts";
+import { writeOsTree } from "./support/os-tree.ts";
 import { loadConfigText } from "../src/config/load.ts";
 
 const tmp = tempDir();
@@ -27,15 +28,9 @@ async function sh(args: string[], env: Record<string, string> = {}): Promise<{ c
   return { code, out: out + err };
 }
 
-/** A target tree with the account files of a minimal Debian system (useradd --prefix edits them). */
+/** A target tree in the test's temp dir (see writeOsTree). */
 function targetRoot(name: string): string {
-  const root = join(tmp.path, name);
-  mkdirSync(join(root, "etc"), { recursive: true });
-  writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
-  writeFileSync(join(root, "etc/group"), "root:x:0:\nadm:x:4:\nsystemd-journal:x:101:\n");
-  writeFileSync(join(root, "etc/shadow"), "root:*:19000:0:99999:7:::\n", { mode: 0o640 });
-  writeFileSync(join(root, "etc/gshadow"), "root:*::\nadm:*::\nsystemd-journal:!::\n", { mode: 0o640 });
-  return root;
+  return writeOsTree(join(tmp.path, name));
 }
 
 const install = (root: string, extra: string[] = [], from = "good") => sh(["sh", "install.sh", "--root", root, ...extra], { NAGARE_BASE_URL: `${base}/${from}` });

@@ -22,6 +22,7 @@ import { apiOf, metricValue, readJsonLines, ROOT, RunningAgent } from "./support
 import { writeAgentConfig } from "./support/config.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";
 import { makeTestCertificates, startForwardServer, type ForwardServer } from "./support/forward-server.ts";
+import { writeOsTree } from "./support/os-tree.ts";
 
 const tmp = tempDir();
 const binary = join(tmp.path, "nagare");
@@ -38,12 +39,7 @@ async function sh(args: string[], timeoutMs = 120_000): Promise<{ code: number; 
 
 /** A target tree with the account files of a minimal Debian system; `docker` adds dockerd's log directory. */
 async function installInto(name: string, docker: boolean): Promise<string> {
-  const root = join(tmp.path, name);
-  mkdirSync(join(root, "etc"), { recursive: true });
-  writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
-  writeFileSync(join(root, "etc/group"), "root:x:0:\nadm:x:4:\nsystemd-journal:x:101:\n");
-  writeFileSync(join(root, "etc/shadow"), "root:*:19000:0:99999:7:::\n", { mode: 0o640 });
-  writeFileSync(join(root, "etc/gshadow"), "root:*::\nadm:*::\nsystemd-journal:!::\n", { mode: 0o640 });
+  const root = writeOsTree(join(tmp.path, name));
   if (docker) mkdirSync(join(root, "var/lib/docker/containers"), { recursive: true });
   const r = await sh(["sh", "install.sh", "--root", root, "--binary", binary]);
   expect(r.err).toBe("");
