@@ -19,28 +19,13 @@ import { forwardSinkConfig } from "../src/sinks/forward/config.ts";
 import { ForwardSink } from "../src/sinks/forward/sink.ts";
 import { readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs } from "./support/config.ts";
-import { writeForwardConfig } from "./support/forward-config.ts";
-import { makeTestCertificates, startForwardServer, startTlsWitness, type ForwardServer, type ForwardServerOptions } from "./support/forward-server.ts";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { journalOf, withServer, writeForwardConfig } from "./support/forward-config.ts";
+import { makeTestCertificates, startForwardServer, startTlsWitness } from "./support/forward-server.ts";
+import { tempDir, waitFor } from "./support/journal.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 const caseDir = caseDirs(tmp.path);
-
-async function withServer<T>(options: ForwardServerOptions, fn: (server: ForwardServer) => Promise<T>): Promise<T> {
-  const server = await startForwardServer(options);
-  try {
-    return await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
-
-async function journalOf(dir: string, count: number): Promise<string> {
-  const journal = join(dir, "journal");
-  await writeJournal(journal, sequenceEntries(1, count));
-  return journal;
-}
 
 const REQUIRES_KEY = "requires shared_key: it began with a handshake (HELO) and this sink has none; set shared_key (and username and password if the server has user authentication)";
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

@@ -4,33 +4,17 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
-import { join } from "node:path";
 import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
 import { RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range } from "./support/config.ts";
 import { makeTestCertificates, startForwardServer, type ForwardServer, type ForwardServerOptions } from "./support/forward-server.ts";
-import { writeForwardConfig } from "./support/forward-config.ts";
+import { journalOf, withServer, writeForwardConfig } from "./support/forward-config.ts";
 import { recordMemory } from "../src/sources/journald/source.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 const caseDir = caseDirs(tmp.path);
 const seqs = (server: ForwardServer) => server.events.map((e) => Number(e.record.SEQ));
-
-async function withServer<T>(options: ForwardServerOptions, fn: (server: ForwardServer) => Promise<T>): Promise<T> {
-  const server = await startForwardServer(options);
-  try {
-    return await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
-
-async function journalOf(dir: string, count: number): Promise<string> {
-  const journal = join(dir, "journal");
-  await writeJournal(journal, sequenceEntries(1, count));
-  return journal;
-}
 
 describe("journal to forward", () => {
   test("every entry arrives in order as PackedForward with chunk acks, its tag, EventTime and id", async () => {

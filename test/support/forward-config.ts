@@ -1,5 +1,25 @@
-/** Agent configs with a journald source and a forward sink, for tests and benchmarks. */
+/** Agent configs with a journald source and a forward sink, and the forward tests' shared set-up. */
+import { join } from "node:path";
 import { writeAgentConfig } from "./config.ts";
+import { startForwardServer, type ForwardServer, type ForwardServerOptions } from "./forward-server.ts";
+import { sequenceEntries, writeJournal } from "./journal.ts";
+
+/** Runs `fn` with a forward test server that is stopped afterwards, whatever happens. */
+export async function withServer<T>(options: ForwardServerOptions, fn: (server: ForwardServer) => Promise<T>): Promise<T> {
+  const server = await startForwardServer(options);
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** A journal directory under `dir` with entries SEQ=1..count. */
+export async function journalOf(dir: string, count: number): Promise<string> {
+  const journal = join(dir, "journal");
+  await writeJournal(journal, sequenceEntries(1, count));
+  return journal;
+}
 
 export function writeForwardConfig(o: {
   dir: string;
