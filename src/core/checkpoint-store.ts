@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } fr
 import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { NagareError } from "./errors.ts";
+import { syncDirectory } from "./line-files.ts";
 
 export const CHECKPOINT_VERSION = 1;
 
@@ -134,12 +135,7 @@ export class CheckpointStore {
         await file.close();
       }
       await rename(temp, path);
-      const dir = await open(this.dir, "r");
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
+      await syncDirectory(this.dir);
     } catch (err) {
       await rm(temp, { force: true }).catch(() => {});
       throw new NagareError("CHECKPOINT_IO", `cannot write the checkpoint ${path}`, { cause: err, retryable: true });

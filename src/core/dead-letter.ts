@@ -16,6 +16,7 @@ import { mkdir, open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { NagareError } from "./errors.ts";
 import { encodeFieldsJson } from "./json.ts";
+import { lastNewlineEnd, syncDirectory } from "./line-files.ts";
 import type { LogRecord } from "./record.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
@@ -152,12 +153,7 @@ export class DeadLetterFile {
       if (existsSync(`${path}.${n}`)) await rename(`${path}.${n}`, `${path}.${n + 1}`);
     }
     await rename(path, `${path}.1`);
-    const dir = await open(this.dir, "r");
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await syncDirectory(this.dir);
   }
 }
 
@@ -177,19 +173,6 @@ async function writeAll(file: FileHandle, bytes: Buffer): Promise<void> {
     if (bytesWritten === 0) throw new Error("the file system took no bytes");
     at += bytesWritten;
   }
-}
-
-/** The size up to and including the last "\n" (0 when there is none), read backwards in 64 KiB steps. */
-async function lastNewlineEnd(file: FileHandle, size: number): Promise<number> {
-  const chunk = Buffer.allocUnsafe(64 * 1024);
-  for (let end = size; end > 0; ) {
-    const start = Math.max(0, end - chunk.length);
-    const { bytesRead } = await file.read(chunk, 0, end - start, start);
-    const at = chunk.subarray(0, bytesRead).lastIndexOf(10);
-    if (at >= 0) return start + at + 1;
-    end = start;
-  }
-  return 0;
 }
 
 async function countLines(path: string): Promise<{ lines: number; bytes: number }> {

@@ -18,6 +18,7 @@ import type { SendResult, Sink } from "../../core/component.ts";
 import type { Delivery } from "../../core/delivery.ts";
 import { NagareError } from "../../core/errors.ts";
 import { encodeJsonLines, JsonWriter } from "../../core/json.ts";
+import { lastNewlineEnd } from "../../core/line-files.ts";
 import type { FileSinkConfig } from "./config.ts";
 import type { Logger } from "../../observe/log.ts";
 
@@ -87,21 +88,9 @@ export class FileSink implements Sink<PendingWrite> {
 async function cutTornLine(path: string, size: number): Promise<number> {
   const file = await open(path, "r+");
   try {
-    const chunk = Buffer.allocUnsafe(64 * 1024);
-    let end = size;
-    while (end > 0) {
-      const start = Math.max(0, end - chunk.length);
-      const { bytesRead } = await file.read(chunk, 0, end - start, start);
-      const nl = chunk.subarray(0, bytesRead).lastIndexOf(10);
-      if (nl >= 0) {
-        const keep = start + nl + 1;
-        if (keep < size) await file.truncate(keep);
-        return size - keep;
-      }
-      end = start;
-    }
-    await file.truncate(0);
-    return size;
+    const keep = await lastNewlineEnd(file, size);
+    if (keep < size) await file.truncate(keep);
+    return size - keep;
   } finally {
     await file.close();
   }
