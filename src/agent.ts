@@ -4,32 +4,24 @@
  * going. A valid one is applied in place: sources and sinks whose config did not change keep running; changes
  * to the buffer or the data directory restart the whole pipeline (drained first).
  */
-import { existsSync } from "node:fs";
-import { loadConfigText, type LoadResult } from "./config/load.ts";
-import { assemble, assemblyOf, linesOf, loadConfigFile, type Assembly, type Fragment } from "./config/fragments.ts";
-import { DEFAULT_CONFIG_PATH, embeddedDefault } from "./config/default.ts";
+import { randomUUID } from "node:crypto";
+import { assemblyOf, linesOf, type Assembly, type Fragment } from "./config/fragments.ts";
+import type { ConfigOrigin } from "./config/origin.ts";
 import { environmentProblems } from "./config/environment.ts";
 import type { Config } from "./config/schema.ts";
-import { Pipeline, type Reconfiguration } from "./core/pipeline.ts";
+import { Pipeline } from "./core/pipeline.ts";
+import type { Reconfiguration } from "./core/reload.ts";
 import { describeError } from "./core/errors.ts";
-import { buildSink, buildSource } from "./components.ts";
-import { ApiServer, type HealthReport } from "./observe/api.ts";
+import { buildSink, buildSource } from "./registry.ts";
+import { ApiServer, type ApiAuth, type HealthReport } from "./observe/api.ts";
+import { apiTokenFile, loadOrCreateApiToken } from "./observe/api-token.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 
-/** Where a config comes from; a reload passes what ran of each fragment, to keep it when its file broke. */
-export interface ConfigOrigin {
-  origin: string;
-  load(previous?: ReadonlyMap<string, Fragment>): LoadResult;
-  /** Every file checked, each with its own problems (`validate`). */
-  check(): Assembly;
-}
-
-/** Which config `run`, `validate` and `checkpoints` use: -c FILE, else /etc/nagare/nagare.yaml, else embedded. */
-export function resolveConfig(path: string | undefined): ConfigOrigin {
-  const file = path ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
-  if (file !== undefined) return { origin: file, load: (previous) => loadConfigFile(file, process.env, previous), check: () => assemble(file) };
-  return { origin: "(embedded default)", load: () => loadConfigText(embeddedDefault(), "embedded.yaml"), check: () => assemble("embedded.yaml", process.env, undefined, embeddedDefault()) };
+/** What a reload answers (POST /reload's body): whether the config was applied, and what was refused. */
+export interface ReloadResult {
+  applied: boolean;
+  problems: string[];
 }
 
 function routesOf(config: Config): Map<string, string[]> {
@@ -52,8 +44,8 @@ export function buildPipeline(config: Config, log: Logger, metrics: Metrics): Pi
       log,
       metrics,
     },
-    Object.entries(config.sources).map(([name, c]) => buildSource(name, c)),
-    Object.entries(config.sinks).map(([name, c]) => buildSink(name, c, log, metrics)),
+    Object.entries(config.sources).map(([name, c]) => buildSource(name, c, { log, metrics })),
+    Object.entries(config.sinks).map(([name, c]) => buildSink(name, c, { log, metrics })),
   );
 }
 
@@ -63,7 +55,9 @@ export class Agent {
   private pipeline: Pipeline;
   private config: Config;
   private api: ApiServer | undefined;
-  private reloading: Promise<{ applied: boolean; problems: string[] }> | undefined;
+  /** The reload being applied, and the one that runs after it for requests that came meanwhile. */
+  private reloading: Promise<ReloadResult> | undefined;
+  private nextReload: Promise<ReloadResult> | undefined;
   private readonly failedReloads;
   private readonly reloads;
   /** What runs of each config fragment. */
@@ -105,14 +99,26 @@ export class Agent {
     return { healthy, body: { status: healthy ? "ok" : "unhealthy", max_stall_seconds: maxStall / 1000, sources, sinks, checkpoints } };
   }
 
-  /** Re-reads the config and applies it; never throws, never stops the agent. */
-  reload(): Promise<{ applied: boolean; problems: string[] }> {
-    this.reloading ??= this.applyReload().finally(() => (this.reloading = undefined));
-    return this.reloading;
+  /**
+   * Re-reads the config and applies it; never throws, never stops the agent. Requests are coalesced: one that
+   * comes while a reload runs is answered by a single further reload, shared by every request made meanwhile
+   * (it reads the config as it is once the running one is done).
+   */
+  reload(): Promise<ReloadResult> {
+    if (this.reloading === undefined) {
+      this.reloading = this.applyReload().finally(() => (this.reloading = undefined));
+      return this.reloading;
+    }
+    this.nextReload ??= this.reloading.then(() => {
+      this.nextReload = undefined;
+      return this.reload();
+    });
+    return this.nextReload;
   }
 
   async stop(): Promise<void> {
     await this.reloading;
+    await this.nextReload;
     this.api?.stop();
     const left = await this.pipeline.stop(this.config.shutdown_timeout);
     const read = Object.keys(this.config.sources).reduce((n, s) => n + this.metrics.read("nagare_source_read_records_total", { source: s }), 0);
@@ -127,10 +133,19 @@ export class Agent {
     this.api?.stop();
     this.api = undefined;
     if (this.config.api === false) return;
-    this.api = ApiServer.start(this.config.api.address, { metrics: () => this.metrics.render(), health: () => this.health(), reload: () => this.reload() }, this.log);
+    let auth: ApiAuth;
+    try {
+      auth = loadOrCreateApiToken(this.config.data_dir);
+    } catch (err) {
+      // Reading the API still works; changing through it cannot be authorised (SIGHUP still reloads).
+      auth = { token: randomUUID(), tokenFile: apiTokenFile(this.config.data_dir) };
+      this.log.error(`POST /reload is refused until the agent can write its API token (use SIGHUP to reload): ${describeError(err)}.`);
+    }
+    this.api = ApiServer.start(this.config.api.address, { metrics: () => this.metrics.render(), health: () => this.health(), reload: () => this.reload() }, auth, this.log);
   }
 
-  private async applyReload(): Promise<{ applied: boolean; problems: string[] }> {
+  private async applyReload(): Promise<ReloadResult> {
+    this.log.debug(`A reload starts: reading ${this.origin.origin}.`);
     const result = this.origin.load(this.fragments);
     if (!result.ok) {
       this.failedReloads.value++;
@@ -166,6 +181,10 @@ export class Agent {
     for (const problem of problems) this.log.error(`The environment is not ready: ${problem}; nagare runs anyway and keeps trying.`);
     const refused = this.takeFragments(assemblyOf(next));
     this.log.info(`Reloaded ${this.origin.origin}.`);
+    // What the old config built (parsed configs, replaced sinks and sources, their buffers) is garbage now:
+    // collect it at once rather than when allocation next pressures the heap, so that a burst of reloads does
+    // not show as RSS growth. Reloads are rare; a full collection of this heap takes milliseconds.
+    Bun.gc(true);
     return { applied: true, problems: refused };
   }
 
@@ -206,18 +225,19 @@ export class Agent {
     return {
       keepSources,
       keepSinks,
-      addSources: Object.entries(next.sources).filter(([n]) => !keepSources.has(n)).map(([n, c]) => buildSource(n, c)),
-      addSinks: Object.entries(next.sinks).filter(([n]) => !keepSinks.has(n)).map(([n, c]) => buildSink(n, c, this.log, this.metrics)),
+      addSources: Object.entries(next.sources).filter(([n]) => !keepSources.has(n)).map(([n, c]) => buildSource(n, c, { log: this.log, metrics: this.metrics })),
+      addSinks: Object.entries(next.sinks).filter(([n]) => !keepSinks.has(n)).map(([n, c]) => buildSink(n, c, { log: this.log, metrics: this.metrics })),
       routes: routesOf(next),
       drainTimeoutMs: next.shutdown_timeout,
-      rebuildSource: (name) => buildSource(name, next.sources[name]!),
     };
   }
 
   private async reconfigure(plan: Reconfiguration): Promise<void> {
-    await this.pipeline.reconfigure(plan);
-    const changed = [...plan.addSources, ...plan.addSinks].map((c) => c.name);
-    this.log.info(`Reload applied in place; ${changed.length === 0 ? "no component changed" : `started anew: ${changed.join(", ")}`}; the other components kept running.`);
+    const { started, dropped } = await this.pipeline.reconfigure(plan);
+    this.log.info(`Reload applied in place; ${started.length === 0 ? "no component changed" : `started anew: ${started.join(", ")}`}; the other components kept running.`);
+    for (const [sink, records] of dropped) {
+      this.log.warn(`Sink ${sink} was removed by the reload with ${records} record(s) it had not delivered within shutdown_timeout; they are not sent to it (the other sinks are unaffected).`);
+    }
   }
 
   /** The buffer or the data directory changed: drain and replace the whole pipeline. */

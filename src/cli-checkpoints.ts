@@ -13,8 +13,8 @@ import { CheckpointStore, type ListedCheckpoint } from "./core/checkpoint-store.
 import { DataDirLock } from "./core/data-dir-lock.ts";
 import { describeError, NagareError } from "./core/errors.ts";
 import { EX_CONFIG, EX_UNAVAILABLE, EX_USAGE } from "./exit-codes.ts";
-import type { ContainerPositions } from "./sources/docker/positions.ts";
-import type { JournalPosition } from "./sources/journald/source.ts";
+import type { ContainerPositions } from "./sources/docker/position.ts";
+import type { JournalPosition } from "./sources/journald/position.ts";
 
 export interface CheckpointsOptions {
   json?: boolean;
@@ -94,7 +94,7 @@ function journalSummary(position: Partial<JournalPosition>): string {
  * A journal cursor (`s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<monotonic>;t=<realtime µs>;x=<hash>`, hex numbers)
  * as its entry's sequence number and time; a cursor of another form, shortened.
  */
-export function cursorSummary(cursor: string): string {
+function cursorSummary(cursor: string): string {
   const field = (key: string) => new RegExp(`(?:^|;)${key}=([0-9a-f]{1,16})(?:;|$)`).exec(cursor)?.[1];
   const seqnum = field("i");
   const realtime = field("t");
@@ -118,7 +118,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Time since a save, in the two largest units: 45s, 3m07s, 2h05m, 3d04h. */
-export function formatAge(ms: number): string {
+function formatAge(ms: number): string {
   if (!Number.isFinite(ms)) return "-";
   const s = Math.max(0, Math.floor(ms / 1000));
   const two = (n: number) => String(n).padStart(2, "0");

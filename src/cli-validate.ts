@@ -9,7 +9,7 @@
  * that may heal, and `run` starts anyway and keeps trying. Else 0. The summary on stdout claims only what was
  * checked.
  */
-import type { ConfigOrigin } from "./agent.ts";
+import type { ConfigOrigin } from "./config/origin.ts";
 import { probeConfig, type ProbeResult } from "./config/connect.ts";
 import { environmentProblems } from "./config/environment.ts";
 import { configLines, linesOf, type Assembly, type FileReport } from "./config/fragments.ts";

@@ -6,64 +6,26 @@
  */
 import { Command, type CommanderError } from "commander";
 import pkg from "../package.json" with { type: "json" };
-import { Agent, resolveConfig } from "./agent.ts";
-import { validateCommand } from "./cli-validate.ts";
-import { printSchema } from "./config/json-schema.ts";
-import { sinkConfig, SINK_TYPES, sourceConfig, SOURCE_TYPES, type Config } from "./config/schema.ts";
-import { describeError, NagareError } from "./core/errors.ts";
-import { Logger } from "./observe/log.ts";
-import { Metrics } from "./observe/metrics.ts";
-import { checkpoints } from "./cli-checkpoints.ts";
-import { EX_CONFIG, EX_USAGE } from "./exit-codes.ts";
+import { EX_USAGE } from "./exit-codes.ts";
 
-function loadOrExit(path: string | undefined): { config: Config; origin: ReturnType<typeof resolveConfig> } {
-  const origin = resolveConfig(path);
-  const result = origin.load();
-  if (!result.ok) {
-    for (const problem of result.problems) process.stderr.write(`${problem}\n`);
-    process.exit(EX_CONFIG);
-  }
-  return { config: result.config, origin };
-}
-
+// Each command loads what it needs in its action: `version` loads nothing, `validate` no client or codec.
 async function run(options: { config?: string }): Promise<void> {
-  const { config, origin } = loadOrExit(options.config);
-  const log = new Logger(config.log.level);
-  const agent = new Agent(origin, config, log, new Metrics());
-  let stopping = false;
-  const stop = async (why: string) => {
-    if (stopping) {
-      log.warn(`Received ${why} again while stopping; exiting now without waiting for acknowledgements (nothing acknowledged is lost).`);
-      process.exit(1);
-    }
-    stopping = true;
-    log.info(`Received ${why}: stopping reads, waiting for acknowledgements and saving positions.`);
-    await agent.stop();
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGHUP", () => void agent.reload().catch((err) => log.error(`Reload failed: ${describeError(err)}.`)));
-  // The handlers are in place before start() logs that sources read: a supervisor may stop the agent as soon as
-  // it sees that line, and a SIGTERM before the handlers would end the process without saving positions.
-  try {
-    agent.start();
-  } catch (err) {
-    log.error(`nagare cannot start: ${describeError(err)}.`);
-    // A checkpoint from a newer version is a decision for the operator, like a bad config: retrying cannot help.
-    process.exit(err instanceof NagareError && err.code === "CHECKPOINT_UNSUPPORTED" ? EX_CONFIG : 1);
-  }
-  const exhaustion = setInterval(() => {
-    if (!stopping && agent.exhausted) {
-      clearInterval(exhaustion);
-      void stop("the end of every read-once input");
-    }
-  }, 250);
+  await (await import("./cli-run.ts")).run(options);
 }
 
 async function validate(options: { config?: string; connect?: boolean }): Promise<void> {
+  const [{ validateCommand }, { resolveConfig }] = await Promise.all([import("./cli-validate.ts"), import("./config/origin.ts")]);
   const status = await validateCommand(resolveConfig(options.config), options.connect === true);
   if (status !== 0) process.exit(status);
+}
+
+async function schema(): Promise<void> {
+  (await import("./config/json-schema.ts")).printSchema();
+}
+
+async function checkpoints(options: { config?: string; json?: boolean; reset?: string[] }): Promise<void> {
+  const [{ loadOrExit }, command] = await Promise.all([import("./cli-config.ts"), import("./cli-checkpoints.ts")]);
+  command.checkpoints(loadOrExit(options.config).config, options);
 }
 
 // Usage errors (unknown command or option, missing argument) exit 64; the settings are inherited by every
@@ -90,20 +52,30 @@ function usageError(this: Command, err: CommanderError): never {
   process.exit(EX_USAGE);
 }
 
+/** Each registered type with its schema's description, for the top-level help. */
+type TypeList = { sources: [string, string][]; sinks: [string, string][] };
+
+async function componentTypes(): Promise<TypeList> {
+  const { sinkDescriptors, sourceDescriptors } = await import("./registry.ts");
+  const list = (descriptors: { type: string; schema: { description?: string } }[]) => descriptors.map((d): [string, string] => [d.type, d.schema.description ?? ""]);
+  return { sources: list(sourceDescriptors()), sinks: list(sinkDescriptors()) };
+}
+
+/** Loaded before parsing when the top-level help may be printed: commander asks for help text synchronously. */
+let types: TypeList | undefined;
+
 /** The top-level help's lists of source and sink types, each with its schema description, and the exit statuses. */
 function typesAndExitStatusHelp(out: NodeJS.WriteStream): string {
   const help = program.createHelp();
   help.prepareContext({ helpWidth: out.isTTY ? out.columns : undefined });
-  type Component = { shape: { type: { value: unknown } }; description?: string };
-  const describe = (options: readonly Component[], type: string) => options.find((o) => o.shape.type.value === type)?.description ?? "";
   const item = (term: string, description: string) => help.formatItem(term, 8, description, help);
   return [
     "",
     "Source types (`type:` of an entry under `sources`):",
-    ...SOURCE_TYPES.map((type) => item(type, describe(sourceConfig.options, type))),
+    ...(types?.sources ?? []).map(([type, description]) => item(type, description)),
     "",
     "Sink types (`type:` of an entry under `sinks`):",
-    ...SINK_TYPES.map((type) => item(type, describe(sinkConfig.options, type))),
+    ...(types?.sinks ?? []).map(([type, description]) => item(type, description)),
     "",
     "Exit status:",
     item("0", "ok"),
@@ -123,20 +95,24 @@ program
   .option(...configOption)
   .option("--connect", "also probe every broker, forward server and gateway (TCP, TLS, handshake), one line each")
   .action(validate);
-program.command("schema").description("print the JSON Schema of the configuration (for editors and CI)").action(printSchema);
+program.command("schema").description("print the JSON Schema of the configuration (for editors and CI)").action(schema);
 program
   .command("checkpoints")
   .description("print every source's saved position: a table with one row per stream (the journal, each container or file); exit 78 when a checkpoint file is unusable")
   .option(...configOption)
   .option("--json", "print JSON for machines: each checkpoint file as saved, with its path (an unusable one: its problem)")
   .option("--reset <source...>", "remove these sources' checkpoints (the agent must be stopped); they then start as configured by start_at")
-  .action((options: { config?: string; json?: boolean; reset?: string[] }) => checkpoints(loadOrExit(options.config).config, options));
+  .action(checkpoints);
 program
   .command("version")
   .description("print the version")
   .action(() => {
     process.stdout.write(`nagare ${pkg.version} (bun ${Bun.version}, ${process.platform}-${process.arch})\n`);
   });
+
+// Only the top-level help lists the types; a command's own help and the commands themselves never need them.
+const WITHOUT_TYPES = new Set([...program.commands.map((c) => c.name()), "-V", "--version"]);
+if (!WITHOUT_TYPES.has(process.argv[2] ?? "")) types = await componentTypes();
 
 // `nagare` alone asks what it can do: the help on stdout and exit 0 (commander would treat it as an error).
 if (process.argv.length <= 2) {

@@ -10,7 +10,8 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { memoryOf, sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { memoryOf, tempDir, waitFor } from "./support/util.ts";
 import { RunningAgent } from "./support/agent.ts";
 import { writeConfig } from "./support/config.ts";
 import { CheckpointStore } from "../src/core/checkpoint-store.ts";

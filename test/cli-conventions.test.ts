@@ -6,11 +6,12 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { readJsonLines, ROOT, runCli, RunningAgent } from "./support/agent.ts";
 import { writeAgentConfig, writeConfig } from "./support/config.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";
-import { sinkConfig, SINK_TYPES, sourceConfig, SOURCE_TYPES } from "../src/config/schema.ts";
+import { sinkDescriptors, sourceDescriptors } from "../src/registry.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -37,11 +38,10 @@ describe("help and usage errors", () => {
     // Not a TTY: commander wraps at 80 columns; joined again, each item is one line to compare.
     const text = stdout.trimEnd().replace(/\n {12}/g, " ");
     const section = (title: string) => text.split(`${title}\n`)[1]!.split("\n\n")[0]!.split("\n");
-    const described = (options: readonly { shape: { type: { value: unknown } }; description?: string }[], type: string) =>
-      `  ${type.padEnd(8)}  ${options.find((o) => o.shape.type.value === type)!.description}`;
-    expect(section("Source types (`type:` of an entry under `sources`):")).toEqual(SOURCE_TYPES.map((t) => described(sourceConfig.options, t)));
-    expect(section("Sink types (`type:` of an entry under `sinks`):")).toEqual(SINK_TYPES.map((t) => described(sinkConfig.options, t)));
-    expect([...SOURCE_TYPES, ...SINK_TYPES].sort()).toEqual(["console", "docker", "file", "forward", "journald", "kafka"]);
+    const described = (d: { type: string; schema: { description?: string } }) => `  ${d.type.padEnd(8)}  ${d.schema.description}`;
+    expect(section("Source types (`type:` of an entry under `sources`):")).toEqual(sourceDescriptors().map(described));
+    expect(section("Sink types (`type:` of an entry under `sinks`):")).toEqual(sinkDescriptors().map(described));
+    expect([...sourceDescriptors(), ...sinkDescriptors()].map((d) => d.type).sort()).toEqual(["console", "docker", "file", "forward", "journald", "kafka"]);
     expect(section("Exit status:").map((l) => l.trim().split(/\s+/)[0])).toEqual(["0", "1", "64", "69", "78"]);
   });
 

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { readJsonLines, ROOT, runCli, RunningAgent } from "./support/agent.ts";
 import { range, seqsOf, writeAgentConfig, writeConfig } from "./support/config.ts";
 import pkg from "../package.json" with { type: "json" };

@@ -12,12 +12,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
-import { configJsonSchema, CONFIG_SCHEMA_ID, DURATION_PATTERN, printSchema, SIZE_PATTERN, TEMPLATE_PATTERN, type JsonSchema } from "../src/config/json-schema.ts";
+import { configJsonSchema, CONFIG_SCHEMA_ID, printSchema, type JsonSchema } from "../src/config/json-schema.ts";
 import { expandEnv, type ExpansionProblem } from "../src/config/expand.ts";
 import { parseConfigText, validateConfig } from "../src/config/load.ts";
 import { embeddedDefault } from "../src/config/default.ts";
-import { parseDuration, parseSize } from "../src/config/units.ts";
-import { compileTemplate } from "../src/core/template.ts";
+import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from "../src/config/blocks/units.ts";
+import { compileTemplate, TEMPLATE_PATTERN } from "../src/core/template.ts";
 import { checkReadme } from "../scripts/gen-config-reference.ts";
 
 const ROOT = join(import.meta.dir, "..");

@@ -16,8 +16,9 @@ import type { Delivery } from "../src/core/delivery.ts";
 import { SinkDriver } from "../src/core/sink-driver.ts";
 import { Logger } from "../src/observe/log.ts";
 import { Metrics } from "../src/observe/metrics.ts";
-import { tempDir, waitFor } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import type { LogRecord } from "../src/core/record.ts";
+import { journaldPosition } from "../src/sources/journald/position.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -91,6 +92,7 @@ describe("ack tracker", () => {
 });
 
 describe("sink driver", () => {
+  const DOWN: SendResult = { status: "failed", error: new NagareError("SINK_UNAVAILABLE", "the destination is down") };
   const driverDir = tempDir();
   afterAll(() => driverDir.cleanup());
   /** A sink whose attempts wait until the test answers them, in any order. */
@@ -143,8 +145,8 @@ describe("sink driver", () => {
     const { driver, done } = driverWith(sink);
     const batches = Array.from({ length: 5 }, (_, i) => batch([record("a", 100 + i)], [sink.name], (b) => done.push(b)));
     for (const b of batches) driver.enqueue(b);
-    sink.reply(1, { status: "retry", error: new Error("down") });
-    sink.reply(0, { status: "retry", error: new Error("down") });
+    sink.reply(1, DOWN);
+    sink.reply(0, DOWN);
     // The window stays closed while batch 2 is in flight, and nothing new starts after it settles.
     expect(sink.open()).toEqual([2]);
     sink.reply(2, { status: "delivered" });
@@ -173,8 +175,8 @@ describe("sink driver", () => {
     const driver = new SinkDriver(sink, new DeadLetterFile(driverDir.path), new Logger("error"), new Metrics(), { retryInitialMs: 6000, retryMaxMs: 6000 });
     const batches = Array.from({ length: 2 }, (_, i) => batch([record("a", 200 + i)], [sink.name], (b) => done.push(b)));
     for (const b of batches) driver.enqueue(b);
-    sink.reply(0, { status: "retry", error: new Error("down") });
-    sink.reply(1, { status: "retry", error: new Error("down") });
+    sink.reply(0, DOWN);
+    sink.reply(1, DOWN);
     await waitFor("batch 0 sent again after the delay", () => sink.open().includes(0), 10_000);
     sink.reply(0, { status: "delivered" });
     const back = performance.now();
@@ -183,6 +185,63 @@ describe("sink driver", () => {
     sink.reply(1, { status: "delivered" });
     await waitFor("both settled", () => done.length === 2);
     await driver.stop();
+  });
+
+  test("a failure that is not retryable dead-letters its batch once, without a retry; a retryable one is sent again", async () => {
+    const sink = new ScriptedSink(1);
+    const metrics = new Metrics();
+    const deadLetters = new DeadLetterFile(join(driverDir.path, "refusals"));
+    const driver = new SinkDriver(sink, deadLetters, new Logger("error"), metrics, { retryInitialMs: 1, retryMaxMs: 2 });
+    const done: Batch[] = [];
+    const refused = batch([record("a", 300), record("a", 301)], [sink.name], (b) => done.push(b));
+    const failing = batch([record("a", 302)], [sink.name], (b) => done.push(b));
+    driver.enqueue(refused);
+    driver.enqueue(failing);
+    sink.reply(0, { status: "failed", error: new NagareError("SINK_REJECTED", "the destination refuses these records for good") });
+    await waitFor("the refused batch settled", () => done.includes(refused));
+    await waitFor("the next batch sent", () => sink.open().includes(1));
+    sink.reply(1, DOWN);
+    await waitFor("the next batch sent again", () => sink.open().includes(1));
+    sink.reply(1, { status: "delivered" });
+    await waitFor("the next batch settled", () => done.includes(failing));
+    await driver.stop();
+
+    const letters = readFileSync(deadLetters.pathOf(sink.name), "utf8").trim().split("\n").map((line) => JSON.parse(line));
+    expect(letters.map((l) => [l.id, l.reason])).toEqual([
+      ["300", "the destination refuses these records for good"],
+      ["301", "the destination refuses these records for good"],
+    ]);
+    expect(sink.attempts.map((a) => a.delivery.order)).toEqual([0, 1, 1]);
+    const read = (name: string, labels: Record<string, string> = {}) => metrics.read(name, { sink: sink.name, ...labels });
+    expect(read("nagare_sink_dead_lettered_records_total")).toBe(2);
+    expect(read("nagare_sink_retries_total")).toBe(1);
+    expect(read("nagare_sink_errors_total", { code: "SINK_REJECTED" })).toBe(1);
+    expect(read("nagare_sink_errors_total", { code: "SINK_UNAVAILABLE" })).toBe(1);
+    expect(read("nagare_sink_acknowledged_records_total")).toBe(1);
+  });
+
+  test("a sink that throws (a bug, whatever it threw) has its batch sent again, not dead-lettered", async () => {
+    const metrics = new Metrics();
+    const deadLetters = new DeadLetterFile(join(driverDir.path, "throws"));
+    let calls = 0;
+    const sink: Sink = {
+      name: "throwing",
+      type: "test",
+      maxInFlight: 1,
+      async send() {
+        if (++calls === 1) throw new NagareError("SINK_REJECTED", "a sink must answer, not throw");
+        return { status: "delivered" };
+      },
+      async close() {},
+    };
+    const driver = new SinkDriver(sink, deadLetters, new Logger("error"), metrics, { retryInitialMs: 1, retryMaxMs: 2 });
+    const done: Batch[] = [];
+    driver.enqueue(batch([record("a", 400)], [sink.name], (b) => done.push(b)));
+    await waitFor("the batch settled", () => done.length === 1);
+    await driver.stop();
+    expect(calls).toBe(2);
+    expect(existsSync(deadLetters.pathOf(sink.name))).toBe(false);
+    expect(metrics.read("nagare_sink_errors_total", { sink: sink.name, code: "INTERNAL" })).toBe(1);
   });
 
   test("stop() aborts the deliveries' signal and returns although an attempt never answers", async () => {
@@ -248,7 +307,7 @@ describe("checkpoint store", () => {
     expect(readdirSync(store.dir)).toEqual(["journal.json"]);
     const parsed = JSON.parse(readFileSync(path, "utf8"));
     expect(parsed).toMatchObject({ version: 1, source: "journal", type: "journald", position: { cursor: "s=2" } });
-    expect(store.load("journal")).toMatchObject({ kind: "saved", checkpoint: { position: { cursor: "s=2" } } });
+    expect(store.load("journal", "journald", journaldPosition)).toMatchObject({ kind: "saved", checkpoint: { position: { cursor: "s=2" } } });
   });
 
   test("saves that overlap use their own temp files; a temp file left by a crash is removed by prepare()", async () => {
@@ -272,14 +331,19 @@ describe("checkpoint store", () => {
       ["{not json", "not valid JSON"],
       ['{"version":0,"source":"journal","position":1}', "unsupported version 0 (expected 1)"],
       ['{"version":1,"source":"other","position":1}', 'belongs to source "other"'],
+      ['{"version":1,"source":"journal","type":"docker","position":{"containers":{}}}', 'written by a "docker" source, and this source is of type journald'],
+      ['{"version":1,"source":"journal","type":"journald","position":{"cursor":42}}', "its position does not fit a journald source (cursor: "],
+      ['{"version":1,"source":"journal","type":"journald","position":{"cursor":"s=1","file":{"path":"/x","dev":1,"ino":-2,"offset":0}}}', "file.ino: "],
     ];
     for (const [text, reason] of cases) {
       writeFileSync(store.pathOf("journal"), text);
-      expect(store.load("journal")).toMatchObject({ kind: "lost", reason });
+      const loaded = store.load("journal", "journald", journaldPosition);
+      expect(loaded.kind).toBe("lost");
+      expect((loaded as { reason: string }).reason).toContain(reason);
       expect(existsSync(store.pathOf("journal"))).toBe(false);
     }
     expect(readdirSync(store.dir).filter((n) => n.startsWith("journal.json.corrupt-")).length).toBeGreaterThan(0);
-    expect(store.load("journal")).toEqual({ kind: "none" });
+    expect(store.load("journal", "journald", journaldPosition)).toEqual({ kind: "none" });
   });
 
   test("a checkpoint of a newer format version is refused by its version alone and left in place", () => {
@@ -290,7 +354,7 @@ describe("checkpoint store", () => {
       writeFileSync(store.pathOf("journal"), text);
       let error: unknown;
       try {
-        store.load("journal");
+        store.load("journal", "journald", journaldPosition);
       } catch (err) {
         error = err;
       }
@@ -304,7 +368,7 @@ describe("checkpoint store", () => {
     expect(store.list()[0]!.problem).toMatch(/newer nagare \(format version 3/);
     expect(store.reset("journal")).toBe(true);
     expect(store.reset("journal")).toBe(false);
-    expect(store.load("journal")).toEqual({ kind: "none" });
+    expect(store.load("journal", "journald", journaldPosition)).toEqual({ kind: "none" });
   });
 });
 

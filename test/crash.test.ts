@@ -6,7 +6,8 @@
 import { afterAll, expect, test } from "bun:test";
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal, journalctlExport } from "./support/journal.ts";
+import { sequenceEntries, writeJournal, journalctlExport } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { readJsonLines, RunningAgent } from "./support/agent.ts";
 import { coverage, seqsOf, writeConfig } from "./support/config.ts";
 

@@ -16,7 +16,8 @@ import { Logger } from "../src/observe/log.ts";
 import { Metrics } from "../src/observe/metrics.ts";
 import { RunningAgent } from "./support/agent.ts";
 import { writeAgentConfig } from "./support/config.ts";
-import { exportText, sequenceEntries, tempDir, waitFor } from "./support/journal.ts";
+import { exportText, sequenceEntries } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -68,7 +69,7 @@ class RefusingSink implements Sink {
   readonly type = "test";
   readonly maxInFlight = 4;
   async send(): Promise<SendResult> {
-    return { status: "rejected", reason: "refused by the test" };
+    return { status: "failed", error: new NagareError("SINK_REJECTED", "refused by the test") };
   }
   async close(): Promise<void> {}
 }

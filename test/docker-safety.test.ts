@@ -6,11 +6,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chownSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir, waitFor } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, CLI, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, writeAgentConfig } from "./support/config.ts";
 import { CheckpointStore } from "../src/core/checkpoint-store.ts";
-import type { ContainerPositions } from "../src/sources/docker/source.ts";
+import type { ContainerPositions } from "../src/sources/docker/position.ts";
 import { decodeLongLine, PartialMerger } from "../src/sources/docker/codec.ts";
 import { FileGuard, type Refusal } from "../src/sources/docker/guard.ts";
 import { LongLine } from "../src/sources/docker/long-line.ts";

@@ -5,11 +5,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir, waitFor } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, countLines, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range, writeAgentConfig } from "./support/config.ts";
 import { CheckpointStore } from "../src/core/checkpoint-store.ts";
-import type { ContainerPositions } from "../src/sources/docker/source.ts";
+import type { ContainerPositions } from "../src/sources/docker/position.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";
 import { writeDockerConfig } from "./support/docker-config.ts";
 

@@ -4,7 +4,8 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range } from "./support/config.ts";
 import { makeTestCertificates, startForwardServer, type ForwardServer, type ForwardServerOptions } from "./support/forward-server.ts";

@@ -8,8 +8,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
-import { apiOf, metricValue, readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
+import { apiOf, metricValue, postReload, readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range, seqsOf } from "./support/config.ts";
 
 const tmp = tempDir();
@@ -72,8 +73,8 @@ function journalctls(agent: RunningAgent, dir: string, team: string): number[] {
   return pids;
 }
 
-async function reload(api: string): Promise<{ status: number; body: { applied: boolean; problems: string[] } }> {
-  const r = await fetch(`${api}/reload`, { method: "POST" });
+async function reload(agent: RunningAgent): Promise<{ status: number; body: { applied: boolean; problems: string[] } }> {
+  const r = await postReload(agent);
   return { status: r.status, body: (await r.json()) as { applied: boolean; problems: string[] } };
 }
 
@@ -157,7 +158,7 @@ describe("config fragments", () => {
       expect(await refusedGauge(api, b)).toBe(1);
 
       writeFragment(dir, "b.yaml", teamFragment(dir, "b"));
-      expect(await reload(api)).toEqual({ status: 200, body: { applied: true, problems: [] } });
+      expect(await reload(agent)).toEqual({ status: 200, body: { applied: true, problems: [] } });
       await shippedAll(dir, "b", 50);
       expect(agent.entries().filter((e) => e.msg.startsWith("Reload applied in place")).map((e) => e.msg)).toEqual([
         "Reload applied in place; started anew: b-src, b-out; the other components kept running.",
@@ -186,7 +187,7 @@ describe("config fragments", () => {
       expect(readerB).toHaveLength(1);
 
       writeFragment(dir, "b.yaml", `${teamFragment(dir, "b")}  b-out:\n    type: console\n`);
-      const broken = await reload(api);
+      const broken = await reload(agent);
       expect(broken.status).toBe(200);
       expect(broken.body.problems).toEqual([`${b}:5:3: duplicate key "b-out"`]);
       expect(errors(agent)).toContain(`The config fragment ${b} is refused, its previous version keeps running: ${b}:5:3: duplicate key "b-out".`);
@@ -196,7 +197,7 @@ describe("config fragments", () => {
       expect(journalctls(agent, dir, "b")).toEqual(readerB);
 
       rmSync(b);
-      expect(await reload(api)).toEqual({ status: 200, body: { applied: true, problems: [] } });
+      expect(await reload(agent)).toEqual({ status: 200, body: { applied: true, problems: [] } });
       expect(agent.entries().some((e) => e.level === "info" && e.msg === `The config fragment ${b} is gone; its sources and sinks stop: b-src, b-out.`)).toBe(true);
       await waitFor("b's journalctl to end", () => journalctls(agent, dir, "b").length === 0, 10_000);
       expect(await refusedGauge(api, b)).toBe(0);
@@ -226,7 +227,7 @@ describe("config fragments", () => {
 
       // a.yaml (sorted first) now also takes c's source name: c did not change, so a's new version is refused.
       writeFragment(dir, "a.yaml", `${teamFragment(dir, "a", { source: "logs" })}  a-copy: { type: file, inputs: [c-src], path: ${dir}/copy.jsonl }\n`.replace("sinks:", `  c-src: { type: journald, directory: ${dir}/journal-c }\nsinks:`));
-      const clash = await reload(api);
+      const clash = await reload(agent);
       expect(clash.body.problems).toEqual([
         `${a}: sources.c-src: the name "c-src" is taken by a source of ${c}; names must be unique across the main file and its fragments`,
         `${b}: sources.logs: the name "logs" is taken by a source of ${a}; names must be unique across the main file and its fragments`,

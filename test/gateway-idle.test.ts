@@ -6,7 +6,8 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { exportText, sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
+import { exportText, sequenceEntries, startGatewayd, writeJournal, type ExportField } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeConfig } from "./support/config.ts";
 import { GatewayReader } from "../src/sources/journald/gateway.ts";

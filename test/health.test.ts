@@ -8,7 +8,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, startGatewayd, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, CLI, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeAgentConfig } from "./support/config.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";

@@ -5,7 +5,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeConfig } from "./support/config.ts";
 import { writeDockerConfig } from "./support/docker-config.ts";

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { journalctlExport, parseExport, sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
+import { journalctlExport, parseExport, sequenceEntries, startGatewayd, writeJournal, type ExportField } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, seqsOf, writeConfig } from "./support/config.ts";
 

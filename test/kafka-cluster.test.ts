@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { memoryOf, sequenceEntries, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
+import { sequenceEntries, writeJournal, type ExportField } from "./support/journal.ts";
+import { memoryOf, tempDir, waitFor } from "./support/util.ts";
 import { ROOT, RunningAgent } from "./support/agent.ts";
 import type { KafkaMessage } from "./support/kafka.ts";
 import { kcat, sharedKafkaCluster, type KafkaCluster } from "./support/kafka-cluster.ts";

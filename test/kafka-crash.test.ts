@@ -5,7 +5,8 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { memoryOf, sequenceEntries, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
+import { sequenceEntries, writeJournal, type ExportField } from "./support/journal.ts";
+import { memoryOf, tempDir, waitFor } from "./support/util.ts";
 import { RunningAgent } from "./support/agent.ts";
 import { consumeAll, startConsumer, startMockCluster, type KafkaMessage } from "./support/kafka.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";

@@ -11,6 +11,7 @@ import { decode } from "@msgpack/msgpack";
 import { murmur2 as libraryMurmur2, Reader, readRecordsBatch } from "@platformatic/kafka";
 import { Batch } from "../src/core/batch.ts";
 import { DeadLetterFile } from "../src/core/dead-letter.ts";
+import { describeError, NagareError } from "../src/core/errors.ts";
 import { encodeFieldsJson, JsonWriter } from "../src/core/json.ts";
 import type { LogRecord } from "../src/core/record.ts";
 import { SinkDriver } from "../src/core/sink-driver.ts";
@@ -21,12 +22,12 @@ import { createKafkaClient } from "../src/sinks/kafka/client.ts";
 import { encodeValue, legalTopic, murmur2, partitionFor } from "../src/sinks/kafka/codec.ts";
 import { COMPRESSIONS } from "../src/sinks/kafka/compression.ts";
 import { kafkaSinkConfig } from "../src/sinks/kafka/config.ts";
-import { classifyKafkaCode, classifyKafkaName, transportFailureName } from "../src/sinks/kafka/errors.ts";
+import { classifyKafkaCode, classifyKafkaName, KafkaFailure, transportFailureName } from "../src/sinks/kafka/errors.ts";
 import { decodeMetadata, decodeProduce, encodeProduce, pickVersion, Reader as ResponseReader } from "../src/sinks/kafka/protocol.ts";
 import { RecordBatchBuilder, stamp } from "../src/sinks/kafka/record-batch.ts";
 import { KafkaSink } from "../src/sinks/kafka/sink.ts";
 import { FakeKafka, type Fault } from "./support/kafka-fake.ts";
-import { tempDir, waitFor } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 
 function record(seq: number, fields: Record<string, unknown> = {}, stream = "journal"): LogRecord {
   return {
@@ -220,15 +221,39 @@ describe("codec, topics, error table", () => {
     expect(classifyKafkaName(name).kind).toBe(kind as "retry");
   });
 
-  test("codes and transport failures are named", () => {
+  test("codes and socket failures are named", () => {
     expect(classifyKafkaCode(19).name).toBe("NOT_ENOUGH_REPLICAS");
     expect(classifyKafkaCode(9999).name).toBe("KAFKA_ERROR_9999");
-    const cause = (message: string, code?: string) => Object.assign(new Error("Connection to 127.0.0.1:9093 failed."), { code: "PLT_KFK_NETWORK", cause: Object.assign(new Error(message), { code }) });
-    expect(transportFailureName(cause("self-signed certificate in certificate chain", "SELF_SIGNED_CERT_IN_CHAIN"))).toBe("TLS_FAILED");
-    expect(transportFailureName(Object.assign(new Error("SASL authentication failed."), { code: "PLT_KFK_AUTHENTICATION" }))).toBe("SASL_AUTHENTICATION_FAILED");
-    expect(transportFailureName(cause("connect ECONNREFUSED 127.0.0.1:9093", "ECONNREFUSED"))).toBe("CONNECTION_REFUSED");
+    const socketError = (message: string, code: string) => Object.assign(new Error(message), { code });
+    expect(transportFailureName(socketError("self-signed certificate in certificate chain", "SELF_SIGNED_CERT_IN_CHAIN"))).toBe("TLS_FAILED");
+    expect(transportFailureName(socketError("connect ECONNREFUSED 127.0.0.1:9093", "ECONNREFUSED"))).toBe("CONNECTION_REFUSED");
     expect(transportFailureName(new Error("Request timed out"))).toBe("REQUEST_TIMED_OUT");
+    expect(transportFailureName(socketError("read ECONNRESET", "ECONNRESET"))).toBe("NETWORK_EXCEPTION");
     expect(classifyKafkaName("TLS_FAILED").fix).toMatch(/tls\.ca/);
+  });
+
+  test("a failure is a NagareError carrying the broker's code; only a refusal of the records themselves is SINK_REJECTED, not retryable", () => {
+    const facts = (f: KafkaFailure) => [f.kafkaCode, f.classified.name, f.code, f.retryable];
+    expect(new KafkaFailure(classifyKafkaCode(10), "refused")).toBeInstanceOf(NagareError);
+    expect(facts(new KafkaFailure(classifyKafkaCode(10), "refused"))).toEqual([10, "MESSAGE_TOO_LARGE", "SINK_REJECTED", false]);
+    expect(facts(new KafkaFailure(classifyKafkaCode(17), "refused"))).toEqual([17, "INVALID_TOPIC_EXCEPTION", "SINK_REJECTED", false]);
+    expect(facts(new KafkaFailure(classifyKafkaCode(19), "short"))).toEqual([19, "NOT_ENOUGH_REPLICAS", "SINK_UNAVAILABLE", true]);
+    // A wrong password or a missing topic holds the records until the operator fixes it.
+    expect(facts(new KafkaFailure(classifyKafkaCode(58), "refused"))).toEqual([58, "SASL_AUTHENTICATION_FAILED", "SINK_UNAVAILABLE", true]);
+    expect(facts(new KafkaFailure(classifyKafkaCode(3), "unknown"))).toEqual([3, "UNKNOWN_TOPIC_OR_PARTITION", "SINK_UNAVAILABLE", true]);
+    // A socket's failure is said again in the words of the first caller that knows what it was doing, by its
+    // root cause; callers further out keep those words.
+    const socket = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9093"), { code: "ECONNREFUSED" });
+    const inner = KafkaFailure.ofConnection(socket, "127.0.0.1:9093");
+    const outer = KafkaFailure.from(inner, "connecting to the brokers (127.0.0.1:9093)");
+    expect(outer.message).toBe("connecting to the brokers (127.0.0.1:9093) failed (CONNECTION_REFUSED: connect ECONNREFUSED 127.0.0.1:9093)");
+    expect(describeError(outer)).toBe(outer.message);
+    expect(outer.cause).toBe(socket);
+    expect(facts(outer)).toEqual([undefined, "CONNECTION_REFUSED", "SINK_UNAVAILABLE", true]);
+    expect(KafkaFailure.from(outer, "preparing a batch")).toBe(outer);
+    // A broker's own answer keeps its words.
+    const answer = new KafkaFailure(classifyKafkaCode(58), "broker 1 refused the SASL PLAIN login of nagare");
+    expect(KafkaFailure.from(answer, "connecting to the brokers")).toBe(answer);
   });
 });
 

@@ -6,8 +6,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
-import { apiOf, metricValue, readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
+import { sequenceEntries, startGatewayd, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
+import { apiOf, metricValue, postReload, readJsonLines, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs, coverage, range, seqsOf, writeConfig } from "./support/config.ts";
 import { consumeAll, startMockCluster } from "./support/kafka.ts";
 import { writeKafkaConfig } from "./support/kafka-config.ts";
@@ -134,7 +135,7 @@ describe("reload", () => {
     let next = 51;
     for (const [text, problem] of broken) {
       writeFileSync(config, text);
-      const r = await fetch(`${api}/reload`, { method: "POST" });
+      const r = await postReload(agent);
       expect(r.status).toBe(422);
       const body = (await r.json()) as { applied: boolean; problems: string[] };
       expect(body.applied).toBe(false);
@@ -161,7 +162,7 @@ describe("reload", () => {
     for (let i = 0; i < 50; i++) {
       // Alternate a sink setting so every reload rebuilds the sink while the source keeps reading.
       writeFileSync(config, JSON.stringify({ ...base, sinks: { out: { ...base.sinks.out, fsync: i % 2 === 0 } } }));
-      const [reload] = await Promise.all([fetch(`${api}/reload`, { method: "POST" }), writeJournal(journal, sequenceEntries(next, 200))]);
+      const [reload] = await Promise.all([postReload(agent), writeJournal(journal, sequenceEntries(next, 200))]);
       expect(reload.status).toBe(200);
       next += 200;
     }

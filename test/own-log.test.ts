@@ -7,9 +7,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { closeSync, constants, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { LogOutput } from "../src/observe/log-output.ts";
-import { BUN, countLines, metricValue, ROOT } from "./support/agent.ts";
+import { BUN, countLines, metricValue, reloadAuthorization, ROOT } from "./support/agent.ts";
 import { writeAgentConfig } from "./support/config.ts";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -124,7 +125,7 @@ describe("an agent whose stderr nobody reads", () => {
       const dropped = async () => metricValue(await (await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(10_000) })).text(), "nagare_log_dropped_lines_total", "");
       let reloads = 0;
       while ((await dropped()) === 0) {
-        const r = await fetch(`${api}/reload`, { method: "POST", signal: AbortSignal.timeout(10_000) });
+        const r = await fetch(`${api}/reload`, { method: "POST", headers: reloadAuthorization(listening!.msg), signal: AbortSignal.timeout(10_000) });
         expect(r.status).toBe(422);
         expect(++reloads).toBeLessThan(200);
       }

@@ -12,7 +12,7 @@ import { Metrics } from "../src/observe/metrics.ts";
 import { redact } from "../src/observe/redact.ts";
 import { apiOf, RunningAgent, runCli } from "./support/agent.ts";
 import { writeAgentConfig } from "./support/config.ts";
-import { tempDir, waitFor } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -83,6 +83,7 @@ describe("where text leaves the process", () => {
         health: () => ({ healthy: false, body: { status: "unhealthy", sinks: [{ sink: "s", reason: `nothing delivered: http://alice:${SECRET}@gw refused` }] } }),
         reload: async () => ({ applied: false, problems: [`cannot reach https://bob:${SECRET}@gw`] }),
       },
+      { token: "t0ken", tokenFile: join(tmp.path, "api.token") },
       log,
     )!;
     try {
@@ -91,7 +92,7 @@ describe("where text leaves the process", () => {
       const healthText = await health.text();
       expect(healthText).not.toContain(SECRET);
       expect(JSON.parse(healthText).sinks[0].reason).toBe("nothing delivered: http://alice:***@gw refused");
-      const reload = await fetch(`http://${api.address}/reload`, { method: "POST" });
+      const reload = await fetch(`http://${api.address}/reload`, { method: "POST", headers: { authorization: "Bearer t0ken" } });
       expect(reload.status).toBe(422);
       expect(await reload.json()).toEqual({ applied: false, problems: ["cannot reach https://bob:***@gw"] });
     } finally {

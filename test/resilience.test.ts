@@ -6,7 +6,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, startGatewayd, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeConfig } from "./support/config.ts";
 

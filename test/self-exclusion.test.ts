@@ -8,7 +8,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fieldOf, journalctlExport, parseExport, sequenceEntries, startGatewayd, tempDir, waitFor, writeJournal, type ExportField } from "./support/journal.ts";
+import { fieldOf, journalctlExport, parseExport, sequenceEntries, startGatewayd, writeJournal, type ExportField } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeAgentConfig, writeConfig } from "./support/config.ts";
 import { ownUnit, UnitExclusion } from "../src/sources/journald/units.ts";

@@ -7,7 +7,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeAgentConfig, writeConfig } from "./support/config.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";

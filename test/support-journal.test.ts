@@ -6,15 +6,13 @@ import {
   exportText,
   fieldOf,
   journalctlExport,
-  memoryOf,
   parseExport,
   sequenceEntries,
   startGatewayd,
-  tempDir,
-  waitFor,
   writeJournal,
   type ExportField,
 } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 
 const dec = new TextDecoder();
 const dirs: { cleanup(): void }[] = [];
@@ -242,36 +240,5 @@ describe("startGatewayd", () => {
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
-  });
-});
-
-describe("waitFor / memoryOf / tempDir", () => {
-  test("waitFor returns the value or throws naming what", async () => {
-    let n = 0;
-    expect(await waitFor("n to reach 3", () => (++n >= 3 ? n : 0))).toBe(3);
-    await expect(waitFor("the impossible", () => false, 100)).rejects.toThrow(/the impossible/);
-    await expect(
-      waitFor(
-        "a throwing cond",
-        () => {
-          throw new Error("boom");
-        },
-        60,
-      ),
-    ).rejects.toThrow(/a throwing cond.*boom/);
-  });
-
-  test("memoryOf reads VmHWM and VmRSS", () => {
-    const m = memoryOf(process.pid);
-    expect(m.rss).toBeGreaterThan(1 << 20);
-    expect(m.hwm).toBeGreaterThanOrEqual(m.rss);
-  });
-
-  test("tempDir creates and removes", () => {
-    const t = tempDir();
-    expect(t.path).toMatch(/nagare-test-/);
-    expect(existsSync(t.path)).toBe(true);
-    t.cleanup();
-    expect(existsSync(t.path)).toBe(false);
   });
 });

@@ -10,7 +10,8 @@
 import { beforeAll, beforeEach, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { BROKER_IDS, kcat, runKafkaTool, sharedKafkaCluster, type BrokerId, type ClientListener, type KafkaCluster, type SaslMechanism } from "./support/kafka-cluster.ts";
-import { parseKcatJsonLine, waitUntil, type KafkaMessage } from "./support/kafka.ts";
+import { parseKcatJsonLine, type KafkaMessage } from "./support/kafka.ts";
+import { waitFor } from "./support/util.ts";
 
 let cluster: KafkaCluster;
 
@@ -64,12 +65,12 @@ async function topicAt(id: BrokerId | undefined, topic: string) {
 
 /** Waits until the controller fenced broker `id`: it is gone from the metadata and from every ISR of `topic`. */
 async function waitFenced(id: BrokerId, topic: string): Promise<void> {
-  await waitUntil(
+  await waitFor(
+    `broker ${id} fenced out of the ISRs of ${topic}`,
     async () => {
       const t = await topicAt(undefined, topic);
       return t !== undefined && !t.brokers.includes(id) && t.partitions.every((p) => !p.isr.includes(id) && p.leader !== id && p.leader > 0);
     },
-    `broker ${id} fenced out of the ISRs of ${topic}`,
     60_000,
     200,
   );
@@ -230,7 +231,7 @@ test("two of three down: acks=all times out while no quorum can shrink the ISR (
 
   // Controlled shutdown: the quorum still stands while `other` leaves, so the ISR shrinks to the leader alone.
   await cluster.stopBroker(other);
-  await waitUntil(async () => (await topicAt(survivor, topic))?.partitions[0]?.isr.join() === String(survivor), `ISR [${survivor}] for ${topic}[0] on broker ${survivor}`, 30_000, 200);
+  await waitFor(`ISR [${survivor}] for ${topic}[0] on broker ${survivor}`, async () => (await topicAt(survivor, topic))?.partitions[0]?.isr.join() === String(survivor), 30_000, 200);
   const refused = await produce(cluster.kcatArgs("plaintext"), topic, ["refused"], [...toPartition0, "-X", "retries=0"]);
   expect(refused.code).not.toBe(0);
   expect(refused.errors).toContain("Broker: Not enough in-sync replicas");

@@ -17,7 +17,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, metricValue, readJsonLines, ROOT, RunningAgent } from "./support/agent.ts";
 import { writeAgentConfig } from "./support/config.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";

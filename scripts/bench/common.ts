@@ -1,10 +1,11 @@
 /** Shared by the end-to-end benchmarks: the cached benchmark journal, and timing a run to its final checkpoint. */
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { memoryOf, sequenceEntries, writeJournal } from "../../test/support/journal.ts";
+import { sequenceEntries, writeJournal } from "../../test/support/journal.ts";
+import { memoryOf } from "../../test/support/util.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
-export const BINARY = join(ROOT, "dist", "nagare");
+const BINARY = join(ROOT, "dist", "nagare");
 
 /**
  * The benchmark journals, built once under .bench/ by systemd-journal-remote, with their tail cursor:

@@ -9,7 +9,8 @@
 import { ExportParser, type ExportEntry, type MalformedEntry } from "../../src/sources/journald/codec.ts";
 import { JournalRecord } from "../../src/sources/journald/record.ts";
 import { memoryEstimate } from "../../src/sources/journald/source.ts";
-import { journalctlExport, sequenceEntries, tempDir, writeJournal, type ExportField } from "../../test/support/journal.ts";
+import { journalctlExport, sequenceEntries, writeJournal, type ExportField } from "../../test/support/journal.ts";
+import { tempDir } from "../../test/support/util.ts";
 
 const SMALL = new Set(["__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID", "PRIORITY", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME", "_SYSTEMD_UNIT", "_TRANSPORT", "SEQ", "MESSAGE"]);
 const profiles: [string, () => ExportField[][]][] = [

@@ -8,7 +8,7 @@ import { unreadable } from "../core/fs-access.ts";
 export const DEFAULT_CONFIG_PATH = "/etc/nagare/nagare.yaml";
 
 /** Where dockerd keeps container directories, each with its `<id>-json.log`. */
-export const DOCKER_CONTAINERS_DIR = "/var/lib/docker/containers";
+const DOCKER_CONTAINERS_DIR = "/var/lib/docker/containers";
 
 export function embeddedDefault(containersDir = DOCKER_CONTAINERS_DIR): string {
   const docker = readable(containersDir);

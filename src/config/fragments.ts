@@ -15,11 +15,11 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import { componentName } from "./types.ts";
-import { configSchema, sinkConfig, sourceConfig, type Config, type SinkConfig, type SourceConfig } from "./schema.ts";
+import { componentName } from "./blocks/types.ts";
+import { schemas, type Config, type SinkConfig, type SourceConfig } from "./schema.ts";
 import { checkMain, entriesOf, expandTree, notAMapping, parseConfigText, schemaProblems, validParts, type Env, type LoadResult, type Parts } from "./load.ts";
 import { exists } from "../core/fs-access.ts";
-import { splitPattern } from "../sources/docker/discovery.ts";
+import { splitPattern } from "../core/glob.ts";
 
 /** What runs of one fragment file. */
 export interface Fragment {
@@ -56,12 +56,13 @@ export interface Assembly {
   config?: Config;
 }
 
-const fragmentSchema = z.strictObject({
-  sources: z.record(componentName, sourceConfig).default({}),
-  sinks: z.record(componentName, sinkConfig).default({}),
-});
+/** What a fragment may hold, built like the config schema from the registered component types. */
+function fragmentSchema() {
+  const { source, sink } = schemas();
+  return z.strictObject({ sources: z.record(componentName, source).default({}), sinks: z.record(componentName, sink).default({}) });
+}
 
-const GLOBAL_KEYS = new Set(Object.keys(configSchema.shape).filter((key) => key !== "sources" && key !== "sinks"));
+const GLOBAL_KEYS = new Set(Object.keys(schemas().config.shape).filter((key) => key !== "sources" && key !== "sinks"));
 
 const assemblies = new WeakMap<Config, Assembly>();
 
@@ -195,7 +196,7 @@ function checkFragment(file: string, env: Env, mainPath: string): CheckedFragmen
     if (GLOBAL_KEYS.has(key)) problems.push(`${key}: a global setting, which only the main config file (${mainPath}) may set`);
     else own[key] = value;
   }
-  const result = fragmentSchema.safeParse(own);
+  const result = fragmentSchema().safeParse(own);
   problems.push(...schemaProblems(result.success ? [] : result.error.issues, expanded.expansion));
   report.parts = result.success ? { sources: result.data.sources, sinks: result.data.sinks } : validParts(expanded.tree);
   // Inputs as written, so that a sink broken otherwise still counts as a reader.

@@ -1,14 +1,15 @@
 /** Every key name the schema knows, for "did you mean" hints on unknown keys. */
-import { configSchema } from "./schema.ts";
+import { schemas } from "./schema.ts";
+import { registryVersion } from "../registry.ts";
 
-let cached: Set<string> | undefined;
+let cached: { version: number; names: Set<string> } | undefined;
 
 export function schemaKeyNames(): Set<string> {
-  if (cached === undefined) {
-    cached = new Set();
-    collect(configSchema, cached, new Set());
+  if (cached?.version !== registryVersion()) {
+    cached = { version: registryVersion(), names: new Set() };
+    collect(schemas().config, cached.names, new Set());
   }
-  return cached;
+  return cached.names;
 }
 
 function collect(schema: unknown, names: Set<string>, seen: Set<unknown>): void {

@@ -5,7 +5,8 @@
  */
 import { isAlias, LineCounter, parseDocument, visit, type Document } from "yaml";
 import type { z } from "zod";
-import { configSchema, sinkConfig, sourceConfig, SINK_TYPES, SOURCE_TYPES, type Config, type SinkConfig, type SourceConfig } from "./schema.ts";
+import { schemas, type Config, type SinkConfig, type SourceConfig } from "./schema.ts";
+import { sinkDescriptors, sourceDescriptors } from "../registry.ts";
 import { expandEnv, type ExpansionProblem } from "./expand.ts";
 import { schemaKeyNames } from "./keys.ts";
 
@@ -132,7 +133,7 @@ export function expandTree(tree: unknown, env: Env): ExpandedTree | undefined {
  * and the components valid on their own, so environment checks can run on them even when the config is not.
  */
 export function checkMain(expanded: ExpandedTree): { problems: string[]; config?: Config; parts: Parts } {
-  const result = configSchema.safeParse(expanded.tree);
+  const result = schemas().config.safeParse(expanded.tree);
   const problems = [...expanded.problems, ...schemaProblems(result.success ? [] : result.error.issues, expanded.expansion)];
   if (result.success && problems.length === 0) return { problems, config: result.data, parts: result.data };
   const dataDir = expanded.tree.data_dir;
@@ -143,11 +144,11 @@ export function checkMain(expanded: ExpandedTree): { problems: string[]; config?
 export function validParts(tree: Record<string, unknown>): Pick<Parts, "sources" | "sinks"> {
   const parts: Pick<Parts, "sources" | "sinks"> = { sources: {}, sinks: {} };
   for (const [name, entry] of entriesOf(tree.sources)) {
-    const parsed = sourceConfig.safeParse(entry);
+    const parsed = schemas().source.safeParse(entry);
     if (parsed.success) parts.sources[name] = parsed.data;
   }
   for (const [name, entry] of entriesOf(tree.sinks)) {
-    const parsed = sinkConfig.safeParse(entry);
+    const parsed = schemas().sink.safeParse(entry);
     if (parsed.success) parts.sinks[name] = parsed.data;
   }
   return parts;
@@ -166,7 +167,7 @@ export function schemaProblems(issues: readonly z.core.$ZodIssue[], expansion: r
 
 /** The schema alone, on a tree already parsed and expanded. */
 export function validateConfig(tree: unknown): LoadResult {
-  const result = configSchema.safeParse(tree);
+  const result = schemas().config.safeParse(tree);
   if (result.success) return { ok: true, config: result.data };
   return { ok: false, problems: schemaProblems(result.error.issues) };
 }
@@ -184,7 +185,7 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
     case "invalid_union": {
       const note = (issue as { note?: string }).note;
       if (note === "No matching discriminator") {
-        const types = issue.path[0] === "sinks" ? SINK_TYPES : SOURCE_TYPES;
+        const types = (issue.path[0] === "sinks" ? sinkDescriptors() : sourceDescriptors()).map((d) => d.type);
         return [`${at}: expected one of ${types.map((t) => JSON.stringify(t)).join(", ")}`];
       }
       return [`${at}: ${issue.message}`];
@@ -204,12 +205,12 @@ function received(message: string): string {
   return got === undefined ? "" : ` (got ${got === "object" ? "a mapping" : got === "array" ? "a list" : `a ${got}`})`;
 }
 
-export function formatPath(path: readonly PropertyKey[]): string {
+function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return "(top level)";
   return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join("");
 }
 
-export function suggestion(key: string): string {
+function suggestion(key: string): string {
   let best: string | undefined;
   let bestDistance = 3;
   for (const known of schemaKeyNames()) {

@@ -6,24 +6,24 @@
 import type { Batch } from "./batch.ts";
 
 /** One batch's last position in one stream, waiting for that batch to be done. */
-interface Mark {
-  position: unknown;
+interface Mark<P> {
+  position: P;
   done: boolean;
 }
 
-class StreamMarks {
+class StreamMarks<P> {
   constructor(readonly name: string) {}
-  items: Mark[] = [];
+  items: Mark<P>[] = [];
   /** The source said the stream ended: forget it once nothing of it is pending. */
   ended = false;
   head = 0;
-  watermark: unknown = undefined;
+  watermark: P | undefined = undefined;
 
   /** Pops done marks off the front; true when the watermark moved. */
   advance(): boolean {
     let moved = false;
     while (this.head < this.items.length) {
-      const mark = this.items[this.head] as Mark;
+      const mark = this.items[this.head]!;
       if (!mark.done) break;
       this.watermark = mark.position;
       this.head++;
@@ -41,53 +41,56 @@ class StreamMarks {
   }
 }
 
-interface BatchMarks {
-  streams: StreamMarks[];
-  marks: Mark[];
+interface BatchMarks<P> {
+  streams: StreamMarks<P>[];
+  marks: Mark<P>[];
 }
 
-export class AckTracker {
-  private readonly streams = new Map<string, StreamMarks>();
+/** Generic over the position type of the source's records (`P`), which it hands back as watermarks. */
+export class AckTracker<P = unknown> {
+  private readonly streams = new Map<string, StreamMarks<P>>();
+  /** The marks each outstanding batch must clear, kept here rather than on the batch: only the tracker reads them. */
+  private readonly pending = new Map<Batch<P>, BatchMarks<P>>();
   private changed = false;
-  private outstanding = 0;
 
   /** Records the batch's last position in each stream it touches, in read order. Call when sealing. */
-  register(batch: Batch): void {
-    const streams: StreamMarks[] = [];
-    const marks: Mark[] = [];
+  register(batch: Batch<P>): void {
+    const streams: StreamMarks<P>[] = [];
+    const marks: Mark<P>[] = [];
     const records = batch.records;
     // Walk backwards: the first record seen per stream is that stream's last position in the batch.
     for (let i = records.length - 1; i >= 0; i--) {
       const record = records[i]!;
       let stream = this.streams.get(record.stream);
       if (stream === undefined) {
-        stream = new StreamMarks(record.stream);
+        stream = new StreamMarks<P>(record.stream);
         this.streams.set(record.stream, stream);
       }
       if (streams.includes(stream)) continue;
-      const mark: Mark = { position: record.position, done: false };
+      const mark: Mark<P> = { position: record.position, done: false };
       stream.items.push(mark);
       streams.push(stream);
       marks.push(mark);
     }
-    batch.marks = { streams, marks } satisfies BatchMarks;
-    this.outstanding++;
+    this.pending.set(batch, { streams, marks });
   }
 
   /** The batch is done (every sink settled it); move the watermarks it unblocks. */
-  complete(batch: Batch): void {
-    const { streams, marks } = batch.marks as BatchMarks;
+  complete(batch: Batch<P>): void {
+    const entry = this.pending.get(batch);
+    if (entry === undefined) return;
+    this.pending.delete(batch);
+    const { streams, marks } = entry;
     for (const mark of marks) mark.done = true;
     for (const stream of streams) {
       if (stream.advance()) this.changed = true;
       if (stream.ended && stream.pending === 0) this.streams.delete(stream.name);
     }
-    this.outstanding--;
   }
 
   /** Watermark per stream, for streams that have one. */
-  watermarks(): Map<string, unknown> {
-    const out = new Map<string, unknown>();
+  watermarks(): Map<string, P> {
+    const out = new Map<string, P>();
     for (const [name, stream] of this.streams) if (stream.watermark !== undefined) out.set(name, stream.watermark);
     return out;
   }
@@ -106,7 +109,12 @@ export class AckTracker {
 
   /** Batches registered but not yet done. */
   get outstandingBatches(): number {
-    return this.outstanding;
+    return this.pending.size;
+  }
+
+  /** The batches registered but not yet done, oldest first. */
+  outstanding(): IterableIterator<Batch<P>> {
+    return this.pending.keys();
   }
 
   /**

@@ -6,16 +6,21 @@
 import { NagareError } from "./errors.ts";
 import type { LogRecord } from "./record.ts";
 
-export type Settlement = "delivered" | "rejected";
+/**
+ * How a sink finished with a batch: delivered, refused permanently (its records went to the dead-letter file),
+ * or withdrawn without delivery — the sink was removed by a reload, or the batch's source was restarted and
+ * reads these records again.
+ */
+export type Settlement = "delivered" | "rejected" | "withdrawn";
 
-export class BatchAck {
+export class BatchAck<P = unknown> {
   private remaining: Set<string>;
   private rejectedBy: string[] = [];
 
   constructor(
-    readonly batch: Batch,
+    readonly batch: Batch<P>,
     sinks: readonly string[],
-    private readonly onDone: (batch: Batch) => void,
+    private readonly onDone: (batch: Batch<P>) => void,
   ) {
     this.remaining = new Set(sinks);
   }
@@ -38,20 +43,23 @@ export class BatchAck {
   }
 }
 
-export class Batch {
-  readonly ack: BatchAck;
-  /** Set by the ack tracker: the marks this batch must clear in each of its streams. */
-  marks: unknown;
+export class Batch<P = unknown> {
+  readonly ack: BatchAck<P>;
   /** When the batch was sealed (performance.now()), for ack latency. */
   readonly sealedAt = performance.now();
+  /**
+   * Its source was restarted (a reload changed or removed it) and reads these records again, or never: a sink
+   * that has not delivered it yet settles it as withdrawn instead of sending or retrying it.
+   */
+  withdrawn = false;
 
   constructor(
     readonly source: string,
     readonly seq: number,
-    readonly records: readonly LogRecord[],
+    readonly records: readonly LogRecord<P>[],
     readonly bytes: number,
     sinks: readonly string[],
-    onDone: (batch: Batch) => void,
+    onDone: (batch: Batch<P>) => void,
   ) {
     this.ack = new BatchAck(this, sinks, onDone);
   }

@@ -9,8 +9,8 @@ export interface BatchLimits {
   timeoutMs: number;
 }
 
-export class Batcher {
-  private records: LogRecord[] = [];
+export class Batcher<P = unknown> {
+  private records: LogRecord<P>[] = [];
   private bytes = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly onTimeout = () => {
@@ -20,14 +20,14 @@ export class Batcher {
 
   constructor(
     private readonly limits: BatchLimits,
-    private readonly seal: (records: LogRecord[], bytes: number) => void,
+    private readonly seal: (records: LogRecord<P>[], bytes: number) => void,
   ) {}
 
   get pendingRecords(): number {
     return this.records.length;
   }
 
-  add(record: LogRecord): void {
+  add(record: LogRecord<P>): void {
     this.records.push(record);
     this.bytes += record.size;
     if (this.records.length >= this.limits.maxRecords || this.bytes >= this.limits.maxBytes) this.flush();

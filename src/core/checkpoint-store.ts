@@ -10,17 +10,18 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { ZodType } from "zod";
 import { NagareError } from "./errors.ts";
 import { syncDirectory } from "./line-files.ts";
 
-export const CHECKPOINT_VERSION = 1;
+const CHECKPOINT_VERSION = 1;
 
-export interface SavedCheckpoint {
+export interface SavedCheckpoint<Position = unknown> {
   version: number;
   source: string;
   type: string;
   saved_at: string;
-  position: unknown;
+  position: Position;
 }
 
 /** A checkpoint file as `list()` found it: its content, or why it cannot be used (`newer`: a newer format). */
@@ -30,9 +31,9 @@ export type ListedCheckpoint = { file: string; source: string; modifiedMs: numbe
 );
 
 /** What loading a source's checkpoint found. */
-export type LoadedCheckpoint =
+export type LoadedCheckpoint<Position = unknown> =
   | { kind: "none" }
-  | { kind: "saved"; checkpoint: SavedCheckpoint }
+  | { kind: "saved"; checkpoint: SavedCheckpoint<Position> }
   /** The file was unusable and moved aside: the source must start from the oldest position it can read. */
   | { kind: "lost"; reason: string; movedTo: string };
 
@@ -78,17 +79,25 @@ export class CheckpointStore {
   }
 
   /**
-   * The saved checkpoint of a source. A file of a newer format version throws CHECKPOINT_UNSUPPORTED and is
-   * left in place; any other unusable file is moved aside (kept for inspection) and reported as lost.
+   * The saved checkpoint of a source, its position checked against the source's schema. A file of a newer
+   * format version throws CHECKPOINT_UNSUPPORTED and is left in place; any other unusable file — not JSON,
+   * another source's, a position of the wrong shape or of another source type — is moved aside (kept for
+   * inspection) and reported as lost.
    */
-  load(source: string): LoadedCheckpoint {
+  load<Position>(source: string, type: string, schema: ZodType<Position>): LoadedCheckpoint<Position> {
     const path = this.pathOf(source);
     const text = this.readText(path);
     if (text === undefined) return { kind: "none" };
     const version = newerVersionOf(text);
     if (version !== undefined) throw unsupported(path, source, version);
-    const reason = checkpointProblem(text, source);
-    if (reason === undefined) return { kind: "saved", checkpoint: JSON.parse(text) as SavedCheckpoint };
+    let reason = checkpointProblem(text, source);
+    if (reason === undefined) {
+      const saved = JSON.parse(text) as SavedCheckpoint;
+      const position = schema.safeParse(saved.position);
+      if (saved.type !== type) reason = `written by a ${JSON.stringify(saved.type)} source, and this source is of type ${type}`;
+      else if (position.success) return { kind: "saved", checkpoint: { ...saved, position: position.data } };
+      else reason = `its position does not fit a ${type} source (${position.error.issues.map((i) => `${i.path.join(".") || "position"}: ${i.message}`).join("; ")})`;
+    }
     const movedTo = `${path}.corrupt-${Date.now()}`;
     renameSync(path, movedTo);
     return { kind: "lost", reason, movedTo };

@@ -2,7 +2,9 @@
  * The contracts between the pipeline and its components. Sources and sinks live in their own folders and
  * implement these; the pipeline never knows which kind it runs.
  */
+import type { ZodType } from "zod";
 import type { Delivery } from "./delivery.ts";
+import type { NagareError } from "./errors.ts";
 import type { LogRecord } from "./record.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
@@ -15,16 +17,16 @@ export interface SourceProblem {
   readonly fix?: string;
 }
 
-export interface SourceContext {
-  /** The position saved for this source by an earlier run, or undefined on first start. */
-  readonly saved: unknown;
+export interface SourceContext<Saved = unknown, Mark = unknown> {
+  /** The position saved for this source by an earlier run (checked against the source's schema), or undefined. */
+  readonly saved: Saved | undefined;
   /**
    * The saved position was lost (an unusable checkpoint file): start from the oldest position the source can
    * read, whatever start_at says, so that nothing after the lost position is skipped.
    */
   readonly fromOldest: boolean;
   /** Hands one record to the pipeline. It counts against the buffer from now until it is done. */
-  emit(record: LogRecord): void;
+  emit(record: LogRecord<Mark>): void;
   /** Undefined when the source may keep reading; otherwise resolves when the buffer has room again. */
   waitForRoom(): Promise<void> | undefined;
   /** The stream will emit nothing more (its input is gone): what the pipeline keeps for it can go. */
@@ -45,21 +47,27 @@ export interface SourceContext {
   readonly metrics: Metrics;
 }
 
-export interface Source {
+/**
+ * A source, generic over the position its records carry (`Mark`, what the ack tracker keeps per stream) and the
+ * position it saves (`Saved`, what its checkpoint holds, checked against `positionSchema` when loaded).
+ */
+export interface Source<Mark = unknown, Saved = unknown> {
   readonly name: string;
   readonly type: string;
+  /** The shape of the saved position: a checkpoint that does not fit it is treated as lost, never trusted. */
+  readonly positionSchema: ZodType<Saved>;
   /**
    * Reads until `stop()` is called, or until the input is exhausted for read-once sources. Failures of the
    * underlying reader are handled inside (restart with backoff); a rejection is a bug.
    */
-  run(ctx: SourceContext): Promise<void>;
+  run(ctx: SourceContext<Saved, Mark>): Promise<void>;
   /** Stops reading as soon as possible; `run` then resolves. */
   stop(): void;
   /**
    * The JSON-serialisable position to save, given the acknowledged watermark of each stream, or undefined
    * when there is nothing new to save.
    */
-  checkpoint(watermarks: ReadonlyMap<string, unknown>): unknown;
+  checkpoint(watermarks: ReadonlyMap<string, Mark>): Saved | undefined;
 }
 
 /** A record the destination refused permanently; it goes to the dead-letter file and counts as done. */
@@ -71,10 +79,16 @@ export interface RejectedRecord {
 export type SendResult =
   /** The destination acknowledged the batch; `rejected` lists records it refused permanently, if any. */
   | { status: "delivered"; rejected?: RejectedRecord[] }
-  /** Nothing (or not all) was acknowledged; the same batch is sent again after a backoff. */
-  | { status: "retry"; error: unknown }
-  /** The whole batch can never be delivered (e.g. every record over the size limit). */
-  | { status: "rejected"; reason: string };
+  /**
+   * The attempt failed, and `error.retryable` decides what follows. Retryable: the same batch is sent again
+   * after a backoff, for as long as it takes (a destination down, a wrong password: nothing is lost while the
+   * operator fixes it). Not retryable (SINK_REJECTED): the batch can never be delivered as it is, and every one
+   * of its records goes to the dead-letter file with the error as the reason. Dead-lettering takes records out
+   * of the pipeline for good, so a sink answers so only for a refusal that no retry and no fix of the
+   * destination can turn, and only when none of the batch was acknowledged; refusals of some records of a
+   * batch are listed in "delivered" instead.
+   */
+  | { status: "failed"; error: NagareError };
 
 export interface Sink<State = unknown> {
   readonly name: string;
@@ -87,9 +101,9 @@ export interface Sink<State = unknown> {
   readonly maxInFlight: number;
   /**
    * One attempt to deliver a batch: resolves once the destination acknowledged it, or with why it did not.
-   * The driver calls it again with the same Delivery after a "retry"; `delivery.state` keeps what the sink
-   * prepared and what was already acknowledged. Never throws for destination errors; when `delivery.signal`
-   * is aborted (shutdown) it stops waiting and answers "retry".
+   * The driver calls it again with the same Delivery after a retryable failure; `delivery.state` keeps what the
+   * sink prepared and what was already acknowledged. Never throws (a throw counts as a retryable INTERNAL
+   * failure); when `delivery.signal` is aborted (shutdown) it stops waiting and answers a retryable failure.
    */
   send(delivery: Delivery<State>): Promise<SendResult>;
   /**

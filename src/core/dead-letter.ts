@@ -35,7 +35,7 @@ export interface DeadLetterOptions {
   metrics?: Metrics;
 }
 
-export const DEAD_LETTER_DEFAULTS = { maxBytes: 100 * 1024 * 1024, maxFiles: 5 } as const;
+const DEAD_LETTER_DEFAULTS = { maxBytes: 100 * 1024 * 1024, maxFiles: 5 } as const;
 
 export class DeadLetterFile {
   readonly dir: string;
@@ -170,7 +170,7 @@ function render(sink: string, letters: readonly DeadLetter[]): string {
 async function writeAll(file: FileHandle, bytes: Buffer): Promise<void> {
   for (let at = 0; at < bytes.length; ) {
     const { bytesWritten } = await file.write(bytes, at, bytes.length - at);
-    if (bytesWritten === 0) throw new Error("the file system took no bytes");
+    if (bytesWritten === 0) throw new NagareError("SINK_UNAVAILABLE", "the file system accepted none of the bytes written");
     at += bytesWritten;
   }
 }

@@ -18,7 +18,7 @@ export class Delivery<State = unknown> {
     readonly batch: Batch,
     /** Position of the batch in the order the driver received it; retries keep it. */
     readonly order: number,
-    /** Aborted when the agent stops: a sink stops waiting and answers "retry". */
+    /** Aborted when the agent stops: a sink stops waiting and answers a retryable failure. */
     readonly signal: AbortSignal,
     private readonly reserve: (bytes: number) => void = () => {},
   ) {}

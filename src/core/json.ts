@@ -6,7 +6,7 @@
 import { ByteWriter } from "./byte-writer.ts";
 import type { FieldValue, Fields, LogRecord } from "./record.ts";
 
-export const BINARY_LIST_FIELD = "_nagare_binary";
+const BINARY_LIST_FIELD = "_nagare_binary";
 
 export function encodeFieldsJson(record: LogRecord, idField: string | undefined): string {
   const fields = record.binaryFields === undefined ? record.fields : withBase64(record.fields, record.binaryFields);

@@ -1,8 +1,9 @@
 /**
- * Wires sources, the buffer, batching, routing, sink drivers, the ack trackers and the checkpoint writer.
+ * Wires sources (each in its lane: batcher, ack tracker, accounting), the buffer, the sink drivers and the
+ * checkpoint writer; reloads are applied by reload.ts.
  *
- *   source.emit → buffer.reserve → batcher → seal → tracker.register → driver.enqueue (one per sink)
- *   sink settles → batch done → tracker.complete → checkpoint writer → store.save → buffer.release
+ *   source.emit → lane: buffer.reserve → batcher → seal → tracker.register → driver.enqueue (one per sink)
+ *   sink settles → batch done → lane: tracker.complete → checkpoint writer → store.save → lane: buffer.release
  *
  * A record's bytes are released from the buffer only once a checkpoint covering it is saved, not merely when
  * it is done. So `buffer.max_bytes` bounds everything a crash can replay (in flight, and acknowledged but not
@@ -20,6 +21,7 @@ import { DeadLetterFile } from "./dead-letter.ts";
 import { describeError, NagareError } from "./errors.ts";
 import { MemoryGuard } from "./memory-guard.ts";
 import { SinkDriver } from "./sink-driver.ts";
+import { reconfigure, type Reconfiguration, type ReloadHost, type ReloadOutcome } from "./reload.ts";
 import { seconds, SourceLane, type LaneHost } from "./source-lane.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
@@ -72,31 +74,15 @@ export interface PipelineHealth {
   checkpoints: CheckpointHealth[];
 }
 
-/** A reload that keeps the buffer and checkpoint settings: which components stay, which are new. */
-export interface Reconfiguration {
-  /** Sources and sinks whose config did not change; they keep running. */
-  keepSources: ReadonlySet<string>;
-  keepSinks: ReadonlySet<string>;
-  /** New instances for added or changed components. */
-  addSources: readonly Source[];
-  addSinks: readonly Sink[];
-  routes: ReadonlyMap<string, readonly string[]>;
-  /** How long to wait for outstanding batches before the affected sources are restarted from their checkpoint. */
-  drainTimeoutMs: number;
-  /** A fresh instance of a kept source, for one that must restart from its checkpoint (a stopped source is spent). */
-  rebuildSource(name: string): Source;
-}
-
-export class Pipeline implements LaneHost {
+export class Pipeline implements LaneHost, ReloadHost {
   readonly buffer: MemoryBuffer;
   readonly log: Logger;
   readonly checkpoints: CheckpointStore;
-  private readonly lanes = new Map<string, SourceLane>();
-  private readonly drivers = new Map<string, SinkDriver>();
+  readonly lanes = new Map<string, SourceLane>();
+  readonly drivers = new Map<string, SinkDriver>();
   private readonly deadLetters: DeadLetterFile;
   private readonly lock: DataDirLock;
   private routes: ReadonlyMap<string, readonly string[]>;
-  private hold: { promise: Promise<void>; release: () => void } | undefined;
   private checkpointTimer: ReturnType<typeof setInterval> | undefined;
   private checkpointWrite: Promise<void> | undefined;
   private stopCollecting: () => void = () => {};
@@ -139,19 +125,11 @@ export class Pipeline implements LaneHost {
     this.stopCollecting = this.options.metrics.onCollect(() => this.collect());
   }
 
-  held(): Promise<void> | undefined {
-    return this.hold?.promise;
-  }
-
-  /** Called by every batch once all its sinks settled it. */
-  batchDone(lane: SourceLane, batch: Batch): void {
-    lane.outstandingBytes -= batch.bytes;
-    lane.tracker.complete(batch);
-    if (this.lanes.get(lane.source.name) !== lane) return; // retired by a reload: its bytes were released then
-    lane.unsavedBytes += batch.bytes;
-    this.unsavedBytes += batch.bytes;
+  /** Called by every lane when one of its batches is done (all its sinks settled it). */
+  batchDone(bytes: number): void {
+    this.unsavedBytes += bytes;
     if (this.unsavedBytes >= this.earlySaveBytes && this.checkpointWrite === undefined) void this.writeCheckpoints();
-    this.memory.check(batch.bytes);
+    this.memory.check(bytes);
     if (this.idleWaiters.length > 0 && this.outstandingBatches() === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -167,7 +145,7 @@ export class Pipeline implements LaneHost {
 
   /** Resolves when no batch is outstanding, or after `timeoutMs`; true when drained. */
   async drained(timeoutMs: number): Promise<boolean> {
-    for (const lane of this.lanes.values()) lane.batcher.flush();
+    for (const lane of this.lanes.values()) lane.flush();
     if (this.outstandingBatches() === 0) return true;
     const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     const abort = new AbortController();
@@ -193,45 +171,20 @@ export class Pipeline implements LaneHost {
     return left;
   }
 
-  /**
-   * A reload: hold every source (readers pause, nothing is stopped), let outstanding batches drain, replace the
-   * sinks and sources whose config changed, then let the kept sources read on from where they are. A source
-   * whose batches did not drain in time is restarted from its saved checkpoint (its unacknowledged records are
-   * read again: duplicates stay within the in-flight window, nothing is lost).
-   */
-  async reconfigure(change: Reconfiguration): Promise<void> {
-    let release!: () => void;
-    this.hold = { promise: new Promise<void>((resolve) => (release = resolve)), release };
-    try {
-      await this.drained(change.drainTimeoutMs);
-      const restart = [...this.lanes.values()].filter((lane) => !change.keepSources.has(lane.source.name) || lane.tracker.outstandingBatches > 0);
-      await Promise.all([...this.drivers.values()].filter((d) => !change.keepSinks.has(d.sink.name)).map((d) => this.closeDriver(d)));
-      await Promise.all(restart.map((lane) => lane.stop()));
-      await this.writeCheckpoints();
-      for (const lane of restart) this.retireLane(lane);
-      for (const sink of change.addSinks) this.addDriver(sink);
-      this.routes = change.routes;
-      for (const lane of this.lanes.values()) lane.sinks = this.driversFor(lane.source.name);
-      const restarted = restart.filter((lane) => change.keepSources.has(lane.source.name)).map((lane) => change.rebuildSource(lane.source.name));
-      for (const source of [...restarted, ...change.addSources]) this.addLane(source);
-      // A kept source that sealed a batch while the sinks were being swapped may have routed it to a closed
-      // sink: restart it from its checkpoint rather than leave that batch unacknowledged forever.
-      for (const lane of [...this.lanes.values()]) {
-        if (!change.keepSources.has(lane.source.name) || restarted.includes(lane.source) || lane.tracker.outstandingBatches === 0) continue;
-        await lane.stop();
-        await this.writeCheckpoints();
-        this.retireLane(lane);
-        this.addLane(change.rebuildSource(lane.source.name));
-      }
-    } finally {
-      this.hold = undefined;
-      release();
-    }
+  /** A reload that keeps the buffer and checkpoint settings: see reload.ts. */
+  reconfigure(change: Reconfiguration): Promise<ReloadOutcome> {
+    return reconfigure(this, change);
+  }
+
+  /** Routes the lanes anew; every sink named must have a driver. */
+  setRoutes(routes: ReadonlyMap<string, readonly string[]>): void {
+    this.routes = routes;
+    for (const lane of this.lanes.values()) lane.routeTo(this.driversFor(lane.name));
   }
 
   outstandingBatches(): number {
     let n = 0;
-    for (const lane of this.lanes.values()) n += lane.tracker.outstandingBatches;
+    for (const lane of this.lanes.values()) n += lane.outstandingBatches;
     return n;
   }
 
@@ -253,13 +206,13 @@ export class Pipeline implements LaneHost {
       const problem = lane.problem;
       const ms = problem === undefined ? 0 : now - problem.since;
       const reason = problem === undefined ? undefined : problem.fix === undefined ? problem.cause : `${problem.cause}; to fix it: ${problem.fix}`;
-      return { source: lane.source.name, healthy: ms <= maxStallMs, failing_seconds: seconds(ms), ...(reason === undefined ? {} : { reason }) };
+      return { source: lane.name, healthy: ms <= maxStallMs, failing_seconds: seconds(ms), ...(reason === undefined ? {} : { reason }) };
     });
     const checkpoints = lanes.map((lane): CheckpointHealth => {
       const failure = lane.checkpointFailure;
       const ms = failure === undefined ? 0 : now - failure.since;
-      const file = this.checkpoints.pathOf(lane.source.name);
-      return { source: lane.source.name, file, healthy: ms <= maxStallMs, failing_seconds: seconds(ms), ...(failure === undefined ? {} : { reason: failure.reason }) };
+      const file = this.checkpoints.pathOf(lane.name);
+      return { source: lane.name, file, healthy: ms <= maxStallMs, failing_seconds: seconds(ms), ...(failure === undefined ? {} : { reason: failure.reason }) };
     });
     const healthy = [...sinks, ...sources, ...checkpoints].every((c) => c.healthy);
     return { healthy, sources, sinks, checkpoints };
@@ -272,70 +225,61 @@ export class Pipeline implements LaneHost {
     return this.checkpointWrite;
   }
 
+  /** A save pass that starts after everything acknowledged until now (one already running may predate it). */
+  async saveCheckpoints(): Promise<void> {
+    await this.checkpointWrite;
+    await this.writeCheckpoints();
+  }
+
   private async saveChanged(): Promise<void> {
     for (const lane of this.lanes.values()) {
-      const bytes = lane.unsavedBytes;
-      lane.unsavedBytes = 0;
-      const position = lane.tracker.takeChanged() ? lane.source.checkpoint(lane.tracker.watermarks()) : undefined;
+      const taken = lane.takeSavable();
+      const file = this.checkpoints.pathOf(lane.name);
       try {
-        if (position !== undefined) {
-          await this.checkpoints.save(lane.source.name, lane.source.type, position);
-          lane.savedAt = performance.now();
-          this.checkpointSaved(lane);
-        }
-        this.unsavedBytes -= bytes;
-        this.buffer.release(bytes);
+        if (taken.position !== undefined) await this.checkpoints.save(lane.name, lane.source.type, taken.position);
+        this.unsavedBytes -= taken.bytes;
+        lane.saveDone(taken, file);
       } catch (err) {
-        // Keep the bytes counted: with checkpoints failing, the buffer fills and reading pauses rather than
-        // letting the replay window after a crash grow without bound.
-        lane.unsavedBytes += bytes;
-        lane.tracker.markChanged();
-        const reason = describeError(err);
-        lane.checkpointFailure = { file: this.checkpoints.pathOf(lane.source.name), reason, since: lane.checkpointFailure?.since ?? performance.now() };
-        lane.log.limited("error", "checkpoint-write", `Cannot save the position of source ${lane.source.name}; reading pauses once the buffer is full, and after a restart it would re-read from the previous save. It keeps trying; /health answers 503 once this has lasted health.max_stall: ${reason}.`);
+        lane.saveFailed(taken, file, err);
       }
     }
   }
 
-  private checkpointSaved(lane: SourceLane): void {
-    const failure = lane.checkpointFailure;
-    if (failure === undefined) return;
-    lane.checkpointFailure = undefined;
-    lane.log.info(`The position of source ${lane.source.name} is saved again, to ${failure.file}, after ${seconds(performance.now() - failure.since)} s of failed saves.`);
+  private addDriver(sink: Sink): void {
+    this.drivers.set(sink.name, this.makeDriver(sink, false));
   }
 
-  private addDriver(sink: Sink): void {
-    const driver = new SinkDriver(sink, this.deadLetters, this.log.child({ component: sink.name }), this.options.metrics, {
+  makeDriver(sink: Sink, paused: boolean): SinkDriver {
+    return new SinkDriver(sink, this.deadLetters, this.log.child({ component: sink.name }), this.options.metrics, {
       retryInitialMs: this.options.retryInitialMs ?? 100,
       retryMaxMs: this.options.retryMaxMs ?? 30_000,
       memory: this.buffer,
+      paused,
     });
-    this.drivers.set(sink.name, driver);
   }
 
-  private async closeDriver(driver: SinkDriver): Promise<void> {
-    this.drivers.delete(driver.sink.name);
+  async closeDriver(driver: SinkDriver): Promise<void> {
+    if (this.drivers.get(driver.sink.name) === driver) this.drivers.delete(driver.sink.name);
     await driver.stop();
     await driver.sink.close().catch((err) => this.log.warn(`Sink ${driver.sink.name} did not close cleanly: ${describeError(err)}.`));
   }
 
-  private addLane(source: Source): void {
-    const loaded = this.checkpoints.load(source.name);
+  /** Starts a source in a new lane, from its checkpoint. */
+  addLane(source: Source): void {
+    const loaded = this.checkpoints.load(source.name, source.type, source.positionSchema);
     if (loaded.kind === "lost") {
       this.log.error(`The checkpoint of source ${source.name} is unusable (${loaded.reason}); it was moved to ${loaded.movedTo}, and the source reads again from the oldest position it can, so records since the lost position are shipped again rather than skipped.`);
     }
-    const saved = loaded.kind === "saved" ? loaded.checkpoint.position : undefined;
-    const lane = new SourceLane(source, saved, loaded.kind === "lost", this, this.driversFor(source.name), this.options.metrics, this.log, this.options.batch);
+    const start = { saved: loaded.kind === "saved" ? loaded.checkpoint.position : undefined, fromOldest: loaded.kind === "lost" };
+    const lane = new SourceLane(source, start, this, this.driversFor(source.name), this.options.metrics, this.log, this.options.batch);
     this.lanes.set(source.name, lane);
     lane.start();
   }
 
-  /** A lane leaves the pipeline; the buffer bytes of batches it abandons are released (they are re-read). */
-  private retireLane(lane: SourceLane): void {
-    this.lanes.delete(lane.source.name);
-    this.unsavedBytes -= lane.unsavedBytes;
-    this.buffer.release(lane.unsavedBytes + lane.outstandingBytes);
-    lane.unsavedBytes = 0;
+  /** A lane leaves the pipeline (stopped, its last position saved); what it holds leaves the buffer. */
+  retireLane(lane: SourceLane): void {
+    this.lanes.delete(lane.name);
+    this.unsavedBytes -= lane.retire();
   }
 
   private driversFor(source: string): SinkDriver[] {
@@ -355,11 +299,9 @@ export class Pipeline implements LaneHost {
     m.counter("nagare_buffer_paused_seconds_total", "Seconds sources spent paused because the buffer was full.").value = this.buffer.pausedMs / 1000;
     const now = performance.now();
     for (const lane of this.lanes.values()) {
-      const labels = { source: lane.source.name };
-      const waiting = lane.tracker.outstandingBatches > 0 || lane.unsavedBytes > 0;
-      if (!waiting) lane.savedAt = now;
-      m.gauge("nagare_source_checkpoint_age_seconds", "Seconds since the saved position last moved while records were waiting (0 when idle).", labels).value = (now - lane.savedAt) / 1000;
-      m.gauge("nagare_source_outstanding_batches", "Batches read and not yet acknowledged by every sink.", labels).value = lane.tracker.outstandingBatches;
+      const labels = { source: lane.name };
+      m.gauge("nagare_source_checkpoint_age_seconds", "Seconds since the saved position last moved while records were waiting (0 when idle).", labels).value = lane.checkpointAge(now);
+      m.gauge("nagare_source_outstanding_batches", "Batches read and not yet acknowledged by every sink.", labels).value = lane.outstandingBatches;
       m.gauge("nagare_source_failing_seconds", "Seconds the source has been unable to read (permission denied, program or directory missing, server unreachable); 0 while it reads.", labels).value = lane.problem === undefined ? 0 : (now - lane.problem.since) / 1000;
       m.gauge("nagare_checkpoint_failing_seconds", "Seconds every save of the source's position has failed; 0 while saves succeed.", labels).value = lane.checkpointFailure === undefined ? 0 : (now - lane.checkpointFailure.since) / 1000;
     }

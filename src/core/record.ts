@@ -8,7 +8,7 @@ export type FieldValue = string | number | boolean | Uint8Array | FieldValue[] |
 
 export type Fields = { [key: string]: FieldValue };
 
-export interface LogRecord {
+export interface LogRecord<Position = unknown> {
   /** Wall-clock time of the entry: whole seconds since the epoch plus nanoseconds (forward EventTime shape). */
   timeSec: number;
   timeNsec: number;
@@ -27,6 +27,6 @@ export interface LogRecord {
   readonly id: string;
   /** Bytes this record counts against `buffer.max_bytes`: the source's estimate of its size in memory. */
   readonly size: number;
-  /** Opaque position token; only the source that made it can turn it into a checkpoint. */
-  readonly position: unknown;
+  /** The source's position just after this record; only the source that made it turns it into a checkpoint. */
+  readonly position: Position;
 }

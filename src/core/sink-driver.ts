@@ -7,7 +7,8 @@
  * the ones in flight finish, and then sends the failed ones again one at a time, oldest first, after capped
  * exponential backoff with jitter; only when all of them went through does the window open again. So a
  * retried batch is never overtaken by a later one that was not yet sent, and a failing destination sees one
- * request at a time, not a flood. A batch is never put back into the pipeline.
+ * request at a time, not a flood. A batch is never put back into the pipeline. Only a failure the sink marks
+ * as not retryable (a permanent refusal) ends the retries: its batch goes to the dead-letter file.
  */
 import { Backoff, sleep } from "./backoff.ts";
 import type { Batch } from "./batch.ts";
@@ -23,9 +24,9 @@ export interface SinkDriverOptions {
   retryMaxMs: number;
   /** Where the bytes a sink holds encoded are counted (the pipeline's buffer). */
   memory?: { reserve(bytes: number): void; release(bytes: number): void };
+  /** Made to replace a sink of the same name: nothing is sent until `adopt` hands over its batches. */
+  paused?: boolean;
 }
-
-type Settled = Exclude<SendResult, { status: "retry" }>;
 
 export class SinkDriver {
   /** Deliveries not yet started, in read order (consumed from `head`). */
@@ -40,6 +41,12 @@ export class SinkDriver {
   private retryDelay = 0;
   private readonly abort = new AbortController();
   private idleWaiters: (() => void)[] = [];
+  /** Woken when nothing is pending any more (a removed sink draining). */
+  private drainWaiters: (() => void)[] = [];
+  /** Set once a reload replaced this driver: where its late-returning attempts go. */
+  private successor: SinkDriver | undefined;
+  /** A driver that replaces another waits for its predecessor's batches (`adopt`) before it sends. */
+  private paused: boolean;
   private readonly backoff: Backoff;
   private readonly reserve: (bytes: number) => void;
   private readonly counters;
@@ -55,6 +62,7 @@ export class SinkDriver {
     private readonly options: SinkDriverOptions,
   ) {
     this.backoff = new Backoff(options.retryInitialMs, options.retryMaxMs);
+    this.paused = options.paused ?? false;
     const memory = options.memory;
     this.reserve = memory === undefined ? () => {} : (bytes) => memory.reserve(bytes);
     const labels = { sink: sink.name };
@@ -90,6 +98,92 @@ export class SinkDriver {
   }
 
   /**
+   * Settles as withdrawn every batch marked withdrawn that is not in flight (those in flight are settled so
+   * when they come back failed). Returns how many were withdrawn.
+   */
+  withdraw(): number {
+    const keep = (d: Delivery) => d !== undefined && !d.batch.withdrawn;
+    const gone = [...this.waiting.slice(this.head), ...this.failed].filter((d) => d !== undefined && d.batch.withdrawn);
+    this.waiting = this.waiting.slice(this.head).filter(keep);
+    this.head = 0;
+    const failed = this.failed.filter(keep);
+    this.failed.length = 0;
+    this.failed.push(...failed);
+    for (const delivery of gone) this.settleWithdrawn(delivery);
+    if (this.failed.length === 0) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    this.pump();
+    return gone.length;
+  }
+
+  /**
+   * A reload replaces this sink (same name, new config): after `stop()`, the batches it has not settled, in read
+   * order, for its successor to send. What the old sink encoded for them is released.
+   */
+  takeUnsettled(): Batch[] {
+    const left = [...this.failed, ...this.waiting.slice(this.head)].filter((d) => d !== undefined);
+    left.sort((a, b) => a.order - b.order);
+    this.failed.length = 0;
+    this.waiting = [];
+    this.head = 0;
+    for (const delivery of left) this.forget(delivery);
+    return left.map((d) => d.batch);
+  }
+
+  /**
+   * After `takeUnsettled`: an attempt that was still in flight (a write the kernel would not cancel) and comes
+   * back failed goes to the successor then, rather than being left unsettled.
+   */
+  handOverLate(successor: SinkDriver): void {
+    this.successor = successor;
+  }
+
+  private handLate(delivery: Delivery): void {
+    this.forget(delivery);
+    this.successor!.enqueue(delivery.batch);
+  }
+
+  /**
+   * The batches of the sink this one replaces go first, before anything enqueued here since, and the driver
+   * starts sending (a replacing driver is made with `paused`).
+   */
+  adopt(batches: readonly Batch[]): void {
+    const queued = this.waiting.slice(this.head).filter((d) => d !== undefined).map((d) => d.batch);
+    this.waiting = [];
+    this.head = 0;
+    this.order = 0;
+    for (const batch of [...batches, ...queued]) this.waiting.push(new Delivery(batch, this.order++, this.abort.signal, this.reserve));
+    this.counters.queued.value += batches.length;
+    if (this.waiting.length > 0) this.busySince = performance.now();
+    this.paused = false;
+    this.pump();
+  }
+
+  /**
+   * A reload removed this sink: it goes on delivering what it holds for up to `drainMs`, then stops; what is
+   * left is settled as withdrawn (not sent to this sink, which no longer exists). Returns the records left.
+   */
+  async retire(drainMs: number): Promise<number> {
+    if (this.pending > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.drainWaiters.push(resolve);
+        timer = setTimeout(resolve, drainMs);
+      });
+      clearTimeout(timer);
+    }
+    await this.stop();
+    let records = 0;
+    for (const batch of this.takeUnsettled()) {
+      records += batch.records.length;
+      batch.ack.settle(this.sink.name, "withdrawn");
+    }
+    return records;
+  }
+
+  /**
    * Stops handing out batches, tells the sink to stop waiting (delivery.signal) and waits up to `graceMs` for
    * the attempts in flight to return. A write blocked in the kernel (a fifo nobody reads, a hung NFS mount)
    * cannot be cancelled; it is abandoned, and its batch stays unacknowledged (read again after a restart).
@@ -113,7 +207,8 @@ export class SinkDriver {
 
   /** Starts what may start now: the oldest failed batch alone once nothing is in flight, else the window. */
   private pump(): void {
-    if (this.abort.signal.aborted) return;
+    if (this.abort.signal.aborted || this.paused) return;
+    if (this.drainWaiters.length > 0 && this.pending === 0) for (const wake of this.drainWaiters.splice(0)) wake();
     if (this.failed.length > 0) {
       if (this.inFlight === 0 && this.retryTimer === undefined) this.scheduleRetry();
       return;
@@ -150,6 +245,11 @@ export class SinkDriver {
   /** One attempt; the delivery is settled, or joins the failed ones in read order. */
   private async attempt(delivery: Delivery): Promise<void> {
     const batch = delivery.batch;
+    if (batch.withdrawn) {
+      this.settleWithdrawn(delivery);
+      this.pump();
+      return;
+    }
     this.inFlight++;
     this.counters.inFlight.value = this.inFlight;
     delivery.attempts++;
@@ -159,9 +259,12 @@ export class SinkDriver {
     try {
       result = await this.sink.send(delivery);
     } catch (err) {
-      result = { status: "retry", error: err };
+      // A throw is a bug in the sink, not the destination's verdict: the batch is kept and sent again.
+      const error = err instanceof NagareError && err.retryable ? err : new NagareError("INTERNAL", `sink ${this.sink.name} failed unexpectedly`, { cause: err, retryable: true });
+      result = { status: "failed", error };
     }
-    if (result.status === "retry") this.failedAttempt(delivery, result.error);
+    // A withdrawn batch is read again by its source, so a refusal of it is dead-lettered then, not now.
+    if (result.status === "failed" && (result.error.retryable || batch.withdrawn)) this.failedAttempt(delivery, result.error);
     else await this.settle(delivery, result);
     this.inFlight--;
     this.counters.inFlight.value = this.inFlight;
@@ -169,11 +272,18 @@ export class SinkDriver {
     this.pump();
   }
 
-  private failedAttempt(delivery: Delivery, error: unknown): void {
-    if (this.abort.signal.aborted) return; // shutdown: the batch stays unacknowledged and is read again
+  private failedAttempt(delivery: Delivery, error: NagareError): void {
+    if (delivery.batch.withdrawn) return this.settleWithdrawn(delivery);
+    // Stopped (shutdown, or replaced by a reload): kept unacknowledged for a successor (`takeUnsettled`); after
+    // a shutdown its records are read again.
+    if (this.abort.signal.aborted) {
+      if (this.successor === undefined) this.failed.push(delivery);
+      else this.handLate(delivery);
+      return;
+    }
     const batch = delivery.batch;
     this.lastError = describeError(error);
-    this.counters.errors(error instanceof NagareError ? error.code : "UNKNOWN").value++;
+    this.counters.errors(error.code).value++;
     this.counters.retries.value++;
     this.counters.retriedRecords.value += batch.records.length;
     let at = this.failed.length;
@@ -185,10 +295,15 @@ export class SinkDriver {
     this.log.limited("error", "send-failed", `Sink ${this.sink.name} could not deliver a batch of ${batch.records.length} records from ${batch.source} and will send it again in ${Math.round(this.retryDelay)} ms: ${describeError(error)}.`, { attempt: this.backoff.attempts });
   }
 
-  private async settle(delivery: Delivery, result: Settled): Promise<void> {
+  /** A delivered batch, or one refused for good: its dead letters are written first, then it counts as done. */
+  private async settle(delivery: Delivery, result: SendResult): Promise<void> {
     const batch = delivery.batch;
-    const letters: DeadLetter[] =
-      result.status === "rejected" ? batch.records.map((record) => ({ record, reason: result.reason })) : (result.rejected ?? []);
+    let letters: DeadLetter[];
+    if (result.status === "failed") {
+      this.counters.errors(result.error.code).value++;
+      const reason = describeError(result.error);
+      letters = batch.records.map((record) => ({ record, reason }));
+    } else letters = result.rejected ?? [];
     if (letters.length > 0 && !(await this.writeDeadLetters(letters))) return;
     if (this.backoff.attempts > 0 && this.failed.length === 0) {
       this.log.info(`Sink ${this.sink.name} delivers again after ${this.backoff.attempts} failed attempts.`);
@@ -205,7 +320,19 @@ export class SinkDriver {
     this.counters.latency.observe((performance.now() - batch.sealedAt) / 1000);
     this.lastProgressAt = performance.now();
     this.lastError = undefined;
-    batch.ack.settle(this.sink.name, result.status);
+    batch.ack.settle(this.sink.name, result.status === "failed" ? "rejected" : "delivered");
+  }
+
+  /** The driver lets go of a delivery it will not send: it no longer counts as queued, its encoding is freed. */
+  private forget(delivery: Delivery): void {
+    this.counters.queued.value--;
+    if (delivery.charged > 0) this.options.memory?.release(delivery.charged);
+    delivery.charged = 0;
+  }
+
+  private settleWithdrawn(delivery: Delivery): void {
+    this.forget(delivery);
+    delivery.batch.ack.settle(this.sink.name, "withdrawn");
   }
 
   /** Dead letters must be on disk before the batch counts as done; retried until they are, or until shutdown. */

@@ -19,6 +19,15 @@ export interface Template {
 }
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
+const FIELD_NAME = String.raw`field\.[^\s{}]+`;
+const FIELD = new RegExp(`^${FIELD_NAME}$`);
+
+/**
+ * What `compileTemplate` accepts, as one regular expression for JSON Schema (`nagare schema`): text without
+ * `{{`/`}}`, and the placeholders. A lone `{` may sit right before a placeholder ("{{{source}}"), as it does here.
+ */
+const KNOWN_PLACEHOLDER = String.raw`\{\{\s*(?:source|stream|${FIELD_NAME})\s*\}\}`;
+export const TEMPLATE_PATTERN = String.raw`^(?:[^{}]|\{(?!\{)|\{(?=${KNOWN_PLACEHOLDER})|\}(?!\})|${KNOWN_PLACEHOLDER})*$`;
 
 /** Compiles a template, or returns a message saying what is wrong with it. */
 export function compileTemplate(text: string): Template | string {
@@ -29,7 +38,7 @@ export function compileTemplate(text: string): Template | string {
     const inner = m[1] ?? "";
     if (inner === "source") parts.push({ kind: "source" });
     else if (inner === "stream") parts.push({ kind: "stream" });
-    else if (/^field\.[^\s{}]+$/.test(inner)) parts.push({ kind: "field", name: inner.slice("field.".length) });
+    else if (FIELD.test(inner)) parts.push({ kind: "field", name: inner.slice("field.".length) });
     else return `unknown placeholder {{${inner}}} (use {{source}}, {{stream}} or {{field.NAME}})`;
     last = m.index + m[0].length;
   }

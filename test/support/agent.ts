@@ -2,7 +2,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { waitFor } from "./journal.ts";
+import { waitFor } from "./util.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const BUN = join(ROOT, "node_modules", ".bin", "bun");
@@ -144,6 +144,22 @@ export function countLines(path: string): number {
 export async function apiOf(agent: RunningAgent): Promise<string> {
   const line = await waitFor("the API to listen", () => agent.entries().find((e) => /The API listens on/.test(e.msg)), 20_000);
   return /http:\/\/[\d.]+:\d+/.exec(line!.msg)![0];
+}
+
+/**
+ * POST /reload as an operator does: with the API token the agent wrote to data_dir (the file is named in the line
+ * the agent logs when its API listens).
+ */
+export async function postReload(agent: RunningAgent, signal?: AbortSignal): Promise<Response> {
+  const api = await apiOf(agent);
+  const line = agent.entries().find((e) => /The API listens on/.test(e.msg))!.msg;
+  return fetch(`${api}/reload`, { method: "POST", headers: reloadAuthorization(line), signal });
+}
+
+/** The Authorization header for POST /reload, from the agent's "The API listens on …" log line. */
+export function reloadAuthorization(listening: string): { authorization: string } {
+  const tokenFile = /with the token in (\S+)\)\.$/.exec(listening)![1]!;
+  return { authorization: `Bearer ${readFileSync(tokenFile, "utf8").trim()}` };
 }
 
 /** One sample's value from Prometheus text (NaN when absent); `labels` as written inside the braces. */

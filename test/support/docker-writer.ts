@@ -103,7 +103,7 @@ export interface ContainerMetadata {
 
 /** Epoch nanoseconds now, with sub-millisecond digits as dockerd's timestamps have them. */
 const HR_BASE = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
-export function nowNs(): bigint {
+function nowNs(): bigint {
   return HR_BASE + process.hrtime.bigint();
 }
 
@@ -217,7 +217,7 @@ export function jsonFileEntry(log: Uint8Array, stream: string, time: string, att
 }
 
 /** The entries dockerd writes for one line of output (`line`: without its newline). */
-export function jsonFileEntries(line: Uint8Array, stream: string, time: string, attrsJson?: string): Buffer[] {
+function jsonFileEntries(line: Uint8Array, stream: string, time: string, attrsJson?: string): Buffer[] {
   const out: Buffer[] = [];
   let p = 0;
   while (line.length - p >= DOCKER_SPLIT_BYTES) {
@@ -232,7 +232,7 @@ export function jsonFileEntries(line: Uint8Array, stream: string, time: string, 
 }
 
 /** dockerd's attrs: a JSON object with sorted keys (Go's json.Marshal of a map). */
-export function attrsJson(attrs: Record<string, string> | undefined): string | undefined {
+function attrsJson(attrs: Record<string, string> | undefined): string | undefined {
   if (attrs === undefined || Object.keys(attrs).length === 0) return undefined;
   const sorted: Record<string, string> = {};
   for (const k of Object.keys(attrs).sort()) sorted[k] = attrs[k]!;
@@ -244,7 +244,7 @@ export function attrsJson(attrs: Record<string, string> | undefined): string | u
 // ---- CRI lines ---------------------------------------------------------------------------------------------
 
 /** The lines containerd writes for one line of output (`line`: without its newline). */
-export function criEntries(line: Uint8Array, stream: string, time: () => string, maxLen = CRI_MAX_LINE_BYTES): Buffer[] {
+function criEntries(line: Uint8Array, stream: string, time: () => string, maxLen = CRI_MAX_LINE_BYTES): Buffer[] {
   let msg = line;
   if (msg.length > 0 && msg[msg.length - 1] === 0x0d) msg = msg.subarray(0, msg.length - 1); // "\r\n"
   const out: Buffer[] = [];

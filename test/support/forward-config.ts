@@ -29,13 +29,22 @@ export function writeForwardConfig(o: {
   maxBytes?: string;
   batchMaxBytes?: string;
   extra?: Record<string, unknown>;
+  /** More settings of the journald source. */
+  sourceExtra?: Record<string, unknown>;
+  /** More sinks beside `forward`. */
+  moreSinks?: Record<string, unknown>;
+  /** More top-level settings (e.g. `log`). */
+  top?: Record<string, unknown>;
   shutdownTimeout?: string;
+  api?: string;
 }): string {
   return writeAgentConfig(o.dir, {
     maxBytes: o.maxBytes,
     batchMaxBytes: o.batchMaxBytes,
     shutdownTimeout: o.shutdownTimeout,
-    sources: { journal: { type: "journald", directory: o.journal, start_at: "head" } },
+    api: o.api,
+    top: o.top,
+    sources: { journal: { type: "journald", directory: o.journal, start_at: "head", ...o.sourceExtra } },
     sinks: {
       forward: {
         type: "forward",
@@ -46,6 +55,7 @@ export function writeForwardConfig(o: {
         connect_timeout: "2s",
         ...o.extra,
       },
+      ...o.moreSinks,
     },
   });
 }

@@ -164,7 +164,7 @@ forwardExtensionCodec.register({
   },
 });
 
-export function sha512Hex(...parts: (string | Uint8Array)[]): string {
+function sha512Hex(...parts: (string | Uint8Array)[]): string {
   const hash = createHash("sha512");
   for (const part of parts) hash.update(part);
   return hash.digest("hex");

@@ -12,17 +12,17 @@
  *   text    = NAME "=" VALUE LF              ; VALUE has no LF
  *   binary  = NAME LF u64le(len) BYTES LF
  */
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 export type ExportField = [name: string, value: string | Uint8Array];
 
 /** Paths of the Debian binaries (package systemd-journal-remote). */
-export const JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote";
-export const JOURNAL_GATEWAYD = "/lib/systemd/systemd-journal-gatewayd";
+const JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote";
+const JOURNAL_GATEWAYD = "/lib/systemd/systemd-journal-gatewayd";
 /** Package systemd; gatewayd has no port option, it listens on sd_listen_fds() sockets or on *:19531. */
-export const SOCKET_ACTIVATE = "systemd-socket-activate";
+const SOCKET_ACTIVATE = "systemd-socket-activate";
 
 /** _BOOT_ID used by sequenceEntries and by exportText when an entry has none. */
 export const DEFAULT_BOOT_ID = "6e6167617265746573740000000b0071";
@@ -180,7 +180,7 @@ export function fieldOf(entry: ExportField[], name: string): string | undefined 
 // Generated entries
 
 /** Realtime of SEQ=0: one day before this module was loaded; entry `seq` is at BASE + seq ms. */
-export const SEQUENCE_BASE_REALTIME_US = (BigInt(Date.now()) - 86_400_000n) * 1000n;
+const SEQUENCE_BASE_REALTIME_US = (BigInt(Date.now()) - 86_400_000n) * 1000n;
 
 const WORDS = (
   "request completed upstream status latency bytes client worker connection accepted closed " +
@@ -479,56 +479,4 @@ export async function startGatewayd(
     return { url, pid: proc.pid, stderr: () => stderrText, stop };
   }
   throw new Error(`could not start systemd-journal-gatewayd -D ${absDir}: ${lastError.trim()}`);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Waiting, memory, temp dirs
-
-/**
- * Poll `cond` every ~20 ms until it returns a truthy value (returned) or `timeoutMs` (default 10 s) passes;
- * then throw an Error naming `what` (and the last error cond threw, if any: a throw counts as "not yet").
- */
-export async function waitFor<T>(
-  what: string,
-  cond: () => T | Promise<T>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await cond();
-      if (v) return v;
-      lastErr = undefined;
-    } catch (e) {
-      lastErr = e;
-    }
-    if (Date.now() >= deadline) {
-      const why = lastErr === undefined ? "" : ` (last error: ${String(lastErr)})`;
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
-    }
-    await Bun.sleep(Math.min(20, Math.max(0, deadline - Date.now())));
-  }
-}
-
-/** VmHWM (peak RSS) and VmRSS of a live process, in bytes, from /proc/PID/status. */
-export function memoryOf(pid: number): { hwm: number; rss: number } {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = (key: string): number => {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB$`, "m").exec(status);
-    if (!m?.[1]) throw new Error(`memoryOf(${pid}): no ${key} in /proc/${pid}/status (exited or zombie?)`);
-    return Number(m[1]) * 1024;
-  };
-  return { hwm: kb("VmHWM"), rss: kb("VmRSS") };
-}
-
-/** A fresh directory under os.tmpdir() named nagare-test-XXXXXX; cleanup() removes it recursively. */
-export function tempDir(): { path: string; cleanup(): void } {
-  const path = mkdtempSync(join(tmpdir(), "nagare-test-"));
-  return {
-    path,
-    cleanup() {
-      rmSync(path, { recursive: true, force: true });
-    },
-  };
 }

@@ -26,7 +26,7 @@ export const CLUSTER_USERS = {
   plain: { username: "plainuser", password: "plain-secret" },
 } as const satisfies Record<string, ClusterUser>;
 
-export const USER_BY_MECHANISM: Record<SaslMechanism, ClusterUser> = {
+const USER_BY_MECHANISM: Record<SaslMechanism, ClusterUser> = {
   PLAIN: CLUSTER_USERS.plain,
   "SCRAM-SHA-256": CLUSTER_USERS.scram256,
   "SCRAM-SHA-512": CLUSTER_USERS.scram512,
@@ -51,8 +51,8 @@ export interface KafkaClusterOptions {
  * Broker heartbeats and the controller's fencing bound: shorter than the defaults (2 s / 9 s) so that a killed
  * broker leaves the ISRs within seconds, long enough that a JVM starved for CPU on a loaded machine is not fenced.
  */
-export const HEARTBEAT_MS = 1000;
-export const SESSION_TIMEOUT_MS = 6000;
+const HEARTBEAT_MS = 1000;
+const SESSION_TIMEOUT_MS = 6000;
 
 // ---------------------------------------------------------------------------------------------------------
 // Ports
@@ -68,7 +68,7 @@ export interface NodePorts {
   controller: number;
 }
 
-export const LISTENER_NAMES: Record<keyof NodePorts, string> = {
+const LISTENER_NAMES: Record<keyof NodePorts, string> = {
   plaintext: "PLAINTEXT",
   ssl: "SSL",
   saslPlaintext: "SASL_PLAINTEXT",

@@ -53,9 +53,9 @@ import {
 
 export { BROKER_IDS, CLUSTER_USERS, type BrokerId, type ClientListener, type ClusterTls, type ClusterUser, type KafkaClusterOptions, type SaslMechanism };
 
-export const KAFKA_CLUSTER_DIR = join(import.meta.dir, "..", "kafka-cluster");
+const KAFKA_CLUSTER_DIR = join(import.meta.dir, "..", "kafka-cluster");
 /** Where scripts/setup.sh puts the jars; NAGARE_KAFKA_LIB points elsewhere. */
-export const KAFKA_LIB_DIR = process.env.NAGARE_KAFKA_LIB ?? join(KAFKA_CLUSTER_DIR, "lib");
+const KAFKA_LIB_DIR = process.env.NAGARE_KAFKA_LIB ?? join(KAFKA_CLUSTER_DIR, "lib");
 
 /** Bounds. A loaded 2-core machine starts the three JVMs in 10-20 s; the bounds leave room for more. */
 const START_TIMEOUT_MS = 120_000;
@@ -170,7 +170,7 @@ export interface CommandResult {
 }
 
 /** Runs a command to its end, killed after timeoutMs (default 20 s); tracked and reaped. */
-export async function runCommand(cmd: string[], opts: { input?: string | Uint8Array; timeoutMs?: number } = {}): Promise<CommandResult> {
+async function runCommand(cmd: string[], opts: { input?: string | Uint8Array; timeoutMs?: number } = {}): Promise<CommandResult> {
   const input = typeof opts.input === "string" ? new TextEncoder().encode(opts.input) : opts.input;
   const proc = Bun.spawn(cmd, { stdin: input ?? "ignore", stdout: "pipe", stderr: "pipe" }) as unknown as Proc;
   track(proc);

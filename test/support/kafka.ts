@@ -25,9 +25,9 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 
-export const KAFKA_MOCK_DIR = join(import.meta.dir, "..", "kafka-mock");
-export const KAFKA_MOCK_SOURCE = join(KAFKA_MOCK_DIR, "mock.c");
-export const KAFKA_MOCK_BIN = join(KAFKA_MOCK_DIR, "build", "mock");
+const KAFKA_MOCK_DIR = join(import.meta.dir, "..", "kafka-mock");
+const KAFKA_MOCK_SOURCE = join(KAFKA_MOCK_DIR, "mock.c");
+const KAFKA_MOCK_BIN = join(KAFKA_MOCK_DIR, "build", "mock");
 export const KCAT = "kcat";
 
 const COMMAND_TIMEOUT_MS = 10_000;
@@ -491,14 +491,4 @@ export function startConsumer(bootstrap: string, topic: string): BackgroundConsu
     })());
 
   return { messages, waitFor, stop, pid: proc.pid };
-}
-
-/** Polls `cond` every `intervalMs` until it holds; throws after `timeoutMs` with `what`. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000, intervalMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(intervalMs);
-  }
 }

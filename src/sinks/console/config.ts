@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { idField, inputs } from "../../config/types.ts";
+import { idField, inputs } from "../../config/blocks/types.ts";
 
 export const consoleSinkConfig = z
   .strictObject({

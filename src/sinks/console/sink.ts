@@ -26,7 +26,8 @@ export class ConsoleSink implements Sink<PendingWrite> {
       await writeBatch(this.fd, delivery, this.encode);
       return { status: "delivered" };
     } catch (err) {
-      return { status: "retry", error: new NagareError("SINK_UNAVAILABLE", `cannot write to ${this.fd === 1 ? "stdout" : "stderr"}`, { cause: err, retryable: true }) };
+      // A closed or full stream is the host's to fix; nothing in the records makes them undeliverable.
+      return { status: "failed", error: new NagareError("SINK_UNAVAILABLE", `cannot write to ${this.fd === 1 ? "stdout" : "stderr"}`, { cause: err, retryable: true }) };
     }
   }
 

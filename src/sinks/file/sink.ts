@@ -50,7 +50,8 @@ export class FileSink implements Sink<PendingWrite> {
       return { status: "delivered" };
     } catch (err) {
       await this.close();
-      return { status: "retry", error: new NagareError("SINK_UNAVAILABLE", `cannot append to ${this.config.path}`, { cause: err, retryable: true }) };
+      // A full disk, a missing permission, a hung mount: all heal or are fixed by the operator; no record is at fault.
+      return { status: "failed", error: new NagareError("SINK_UNAVAILABLE", `cannot append to ${this.config.path}`, { cause: err, retryable: true }) };
     }
   }
 

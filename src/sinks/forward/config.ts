@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { duration, idField, inputs, template, tlsConfig } from "../../config/types.ts";
+import { duration, idField, inputs, template, tlsConfig } from "../../config/blocks/types.ts";
 
 const server = z
   .strictObject({

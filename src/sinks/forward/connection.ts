@@ -13,7 +13,7 @@ import { connect as connectTls } from "node:tls";
 import { hostname } from "node:os";
 import { decodeMultiStream } from "@msgpack/msgpack";
 import { describeError, NagareError } from "../../core/errors.ts";
-import { tlsClientOptions } from "../../config/tls.ts";
+import { tlsClientOptions } from "../../config/blocks/tls.ts";
 import { checkPong, encodePing, extensionCodec, newChunkId, parseAck, parseHelo, type ChunkMessage, type Helo } from "./codec.ts";
 import type { ForwardServerConfig, ForwardSinkConfig } from "./config.ts";
 
@@ -60,7 +60,7 @@ class ChunkQueue implements AsyncIterable<Uint8Array> {
 
 interface PendingChunk {
   resolve: () => void;
-  reject: (err: Error) => void;
+  reject: (err: NagareError) => void;
   timer: ReturnType<typeof setTimeout>;
 }
 
@@ -77,8 +77,8 @@ export class ForwardConnection {
   private stage: Stage = "connecting";
   /** Until open() is over, server messages are queued for it instead of being read as acks. */
   private readonly early: unknown[] = [];
-  private messageWaiter: { resolve: (message: unknown) => void; reject: (err: Error) => void } | undefined;
-  private failure: Error | undefined;
+  private messageWaiter: { resolve: (message: unknown) => void; reject: (err: NagareError) => void } | undefined;
+  private failure: NagareError | undefined;
   private readonly ended: Promise<void>;
 
   private constructor(
@@ -102,7 +102,7 @@ export class ForwardConnection {
       await new Promise<void>((resolve, reject) => {
         socket.once(config.tls ? "secureConnect" : "connect", resolve);
         socket.once("error", reject);
-        socket.once("close", () => reject(connection.failure ?? new Error("the connection closed while connecting")));
+        socket.once("close", () => reject(connection.failure ?? connection.closedError()));
       });
       connection.stage = "helo";
       connection.listen();
@@ -288,7 +288,7 @@ export class ForwardConnection {
   }
 
   /** Closes the connection for good and fails everything waiting on it; returns the error. */
-  private fail(err: Error): Error {
+  private fail(err: NagareError): NagareError {
     if (this.failure === undefined) {
       this.failure = err;
       this.shut();

@@ -89,7 +89,9 @@ export class ForwardSink implements Sink<PreparedBatch> {
         chunk.acked = true;
       } catch (err) {
         if (server !== undefined && !delivery.signal.aborted) this.markDown(server, err);
-        return { status: "retry", error: err instanceof NagareError ? err : new NagareError("SINK_UNAVAILABLE", describeError(err), { cause: err, retryable: true }) };
+        // The forward protocol has no refusal: a chunk is acknowledged or not. Every failure (a server down, a
+        // shared key that does not match, an ack that never came) is retried and nothing is dead-lettered.
+        return { status: "failed", error: err instanceof NagareError && err.retryable ? err : new NagareError("SINK_UNAVAILABLE", `sink ${this.name} could not send a chunk`, { cause: err, retryable: true }) };
       }
     }
     return { status: "delivered", rejected: prepared.rejected };

@@ -14,7 +14,8 @@
 import { connect as connectTcp, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { isIP } from "node:net";
-import type { TlsClientOptions } from "../../config/tls.ts";
+import type { TlsClientOptions } from "../../config/blocks/tls.ts";
+import { describeError } from "../../core/errors.ts";
 import { classifyKafkaCode, classifyKafkaName, KafkaFailure, kafkaErrorName } from "./errors.ts";
 import { API_API_VERSIONS, decodeApiVersions, pickVersion, Reader, type ApiRanges } from "./protocol.ts";
 import { authenticate, type SaslCredentials } from "./sasl.ts";
@@ -32,14 +33,14 @@ const MAX_FRAME_BYTES = 100 * 1024 * 1024;
 
 interface Pending {
   resolve: (value: unknown) => void;
-  reject: (err: Error) => void;
+  reject: (err: KafkaFailure) => void;
   decode: (r: Reader) => unknown;
   timer: ReturnType<typeof setTimeout>;
 }
 
 export class BrokerConnection {
   private versions: ApiRanges = new Map();
-  private failure: Error | undefined;
+  private failure: KafkaFailure | undefined;
   private readonly pending = new Map<number, Pending>();
   private correlationId = 0;
   private readonly clientIdBytes: Buffer;
@@ -64,7 +65,7 @@ export class BrokerConnection {
       await new Promise<void>((resolve, reject) => {
         socket.once(options.tls === undefined ? "connect" : "secureConnect", resolve);
         socket.once("error", reject);
-        socket.once("close", () => reject(broker.failure ?? new Error("the connection closed while connecting")));
+        socket.once("close", () => reject(broker.failure ?? broker.closedFailure()));
       });
       broker.listen();
       const { errorCode, ranges } = await broker.request(API_API_VERSIONS, 0, [], decodeApiVersions);
@@ -73,8 +74,9 @@ export class BrokerConnection {
       if (options.sasl !== undefined) await authenticate(broker, options.sasl);
       return broker;
     } catch (err) {
-      broker.fail(err instanceof Error ? err : new Error(String(err)));
-      throw err;
+      const failure = KafkaFailure.ofConnection(err, broker.name);
+      broker.fail(failure);
+      throw failure;
     } finally {
       clearTimeout(timer);
     }
@@ -117,14 +119,18 @@ export class BrokerConnection {
   }
 
   close(): Promise<void> {
-    this.fail(new Error(`the connection to ${this.name} was closed by the agent`));
+    this.fail(new KafkaFailure(classifyKafkaName("CONNECTION_CLOSED"), `the connection to ${this.name} was closed by the agent`, undefined, true));
     return Promise.resolve();
   }
 
   private listen(): void {
     this.socket.on("data", (chunk: Buffer) => this.receive(chunk));
-    this.socket.on("error", (err) => this.fail(err));
-    this.socket.on("close", () => this.fail(new Error(`${this.name} closed the connection`)));
+    this.socket.on("error", (err) => this.fail(KafkaFailure.ofConnection(err, this.name)));
+    this.socket.on("close", () => this.fail(this.closedFailure()));
+  }
+
+  private closedFailure(): KafkaFailure {
+    return new KafkaFailure(classifyKafkaName("NETWORK_EXCEPTION"), `${this.name} closed the connection`, undefined, true);
   }
 
   /** Frames the byte stream: each response is dispatched to its request as soon as it is whole. */
@@ -169,14 +175,14 @@ export class BrokerConnection {
     try {
       value = pending.decode(new Reader(frame.subarray(4)));
     } catch (err) {
-      pending.reject(new KafkaFailure(classifyKafkaName("NETWORK_EXCEPTION"), `${this.name} sent a response that does not parse: ${(err as Error).message}`));
+      pending.reject(new KafkaFailure(classifyKafkaName("NETWORK_EXCEPTION"), `${this.name} sent a response that does not parse: ${describeError(err)}`, err));
       return;
     }
     pending.resolve(value);
   }
 
   /** Closes the connection for good and fails every request waiting on it. */
-  private fail(err: Error): void {
+  private fail(err: KafkaFailure): void {
     if (this.failure !== undefined) return;
     this.failure = err;
     this.socket.destroy();

@@ -4,7 +4,8 @@
  * KafkaClient is the real one: one connection per broker, metadata cached per topic (bounded: at most
  * `maxTopics` topics, each for at most `metadataMaxAgeMs`), and requests in the versions each broker speaks.
  */
-import { tlsClientOptions } from "../../config/tls.ts";
+import { tlsClientOptions } from "../../config/blocks/tls.ts";
+import { NagareError } from "../../core/errors.ts";
 import { BrokerConnection, type BrokerOptions } from "./broker.ts";
 import type { KafkaSinkConfig } from "./config.ts";
 import { classifyKafkaCode, classifyKafkaName, KafkaFailure, type Classified } from "./errors.ts";
@@ -97,7 +98,7 @@ export class KafkaClient implements ProduceClient {
     for (let attempt = 0; ; attempt++) {
       const broker = await this.anyBroker();
       const version = broker.version(API_INIT_PRODUCER_ID);
-      if (version === undefined) throw new KafkaFailure({ kind: "config", name: "UNSUPPORTED_VERSION" }, `${broker.name} does not offer InitProducerId`);
+      if (version === undefined) throw new KafkaFailure(classifyKafkaName("UNSUPPORTED_VERSION"), `${broker.name} does not offer InitProducerId`);
       const answer = await broker.request(API_INIT_PRODUCER_ID, version, encodeInitProducerId(), decodeInitProducerId).catch((err) => {
         throw KafkaFailure.from(err, `InitProducerId on ${broker.name}`);
       });
@@ -117,7 +118,7 @@ export class KafkaClient implements ProduceClient {
       throw KafkaFailure.from(err, `producing to ${data.topic}[${data.partition}] on ${broker.name}`);
     });
     const result = results.find((r) => r.topic === data.topic && r.partition === data.partition);
-    if (result === undefined) throw new KafkaFailure({ kind: "retry", name: "MISSING_PARTITION_RESPONSE" }, `${broker.name} did not answer for ${data.topic}[${data.partition}]`);
+    if (result === undefined) throw new KafkaFailure(classifyKafkaName("MISSING_PARTITION_RESPONSE"), `${broker.name} did not answer for ${data.topic}[${data.partition}]`);
     return result;
   }
 
@@ -163,6 +164,7 @@ export class KafkaClient implements ProduceClient {
   /** A connection to any broker: known brokers first, then the bootstrap list, each tried in turn. */
   private async anyBroker(): Promise<BrokerConnection> {
     const candidates = [...[...this.addresses.values()].map((a) => ({ host: a.host, port: a.port })), ...this.bootstrap];
+    if (candidates.length === 0) throw new NagareError("INTERNAL", "the Kafka client was made without a broker address, which the config does not allow");
     let last: unknown;
     for (const { host, port } of candidates) {
       try {
@@ -171,12 +173,12 @@ export class KafkaClient implements ProduceClient {
         last = err;
       }
     }
-    throw KafkaFailure.from(last ?? new Error("no broker is known"), `connecting to the brokers (${this.options.brokers.join(", ")})`);
+    throw KafkaFailure.from(last, `connecting to the brokers (${this.options.brokers.join(", ")})`);
   }
 
   private connectionTo(nodeId: number): Promise<BrokerConnection> {
     const address = this.addresses.get(nodeId);
-    if (address === undefined) return Promise.reject(new KafkaFailure({ kind: "retry", name: "LEADER_NOT_AVAILABLE" }, `broker ${nodeId} is not in the metadata`));
+    if (address === undefined) return Promise.reject(new KafkaFailure(classifyKafkaName("LEADER_NOT_AVAILABLE"), `broker ${nodeId} is not in the metadata`));
     return this.connect(address.host, address.port).catch((err) => {
       throw KafkaFailure.from(err, `connecting to broker ${nodeId} (${address.host}:${address.port})`);
     });

@@ -9,9 +9,9 @@
  */
 import { gzipSync, zstdCompressSync } from "node:zlib";
 import { lz4Compress, snappyCompress } from "@platformatic/wasm-utils";
+import { COMPRESSIONS, type Compression } from "./config.ts";
 
-export const COMPRESSIONS = ["none", "gzip", "snappy", "lz4", "zstd"] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
+export { COMPRESSIONS, type Compression };
 
 /** The attributes bits 0-2 of a record batch for each codec. */
 export const COMPRESSION_ATTRIBUTE: Record<Compression, number> = { none: 0, gzip: 1, snappy: 2, lz4: 3, zstd: 4 };

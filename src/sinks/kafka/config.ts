@@ -1,6 +1,9 @@
 import { z } from "zod";
-import { duration, idField, inputs, size, template, tlsConfig } from "../../config/types.ts";
-import { COMPRESSIONS } from "./compression.ts";
+import { duration, idField, inputs, size, template, tlsConfig } from "../../config/blocks/types.ts";
+
+/** The codecs compression.ts implements; listed here so that reading a config does not load their WebAssembly. */
+export const COMPRESSIONS = ["none", "gzip", "snappy", "lz4", "zstd"] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, "expected host:port");
 

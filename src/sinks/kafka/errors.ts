@@ -11,16 +11,22 @@
  *   config    — the setup is wrong (authentication, authorization, TLS, a missing topic): retried so nothing
  *               is lost, while the log says what to fix; backpressure holds the readers meanwhile.
  * Anything not in the table is retried: an unknown error must never drop records.
+ *
+ * A KafkaFailure is a NagareError about one request: `retryable` says whether the same record batch may be
+ * sent again as it is (not for record and topic refusals, whose code is SINK_REJECTED). The sink answers the
+ * driver in its own words: it splits and dead-letters refused records itself, so its answer stays retryable.
  */
 import { describeError, NagareError } from "../../core/errors.ts";
 import { KAFKA_ERROR_NAMES } from "./error-codes.ts";
 
-export type FailureKind = "retry" | "record" | "topic" | "sequence" | "duplicate" | "config";
+type FailureKind = "retry" | "record" | "topic" | "sequence" | "duplicate" | "config";
 
 export interface Classified {
   kind: FailureKind;
   /** The Kafka error name, or the transport's failure, for logs and metrics. */
   name: string;
+  /** The error code the broker answered with; undefined for the transport's failures. */
+  code?: number;
   /** What the operator should do, for config-level failures. */
   fix?: string;
 }
@@ -70,19 +76,17 @@ export function classifyKafkaName(name: string): Classified {
 
 /** Classifies a protocol error code from a response. */
 export function classifyKafkaCode(code: number): Classified {
-  return classifyKafkaName(kafkaErrorName(code));
+  return { ...classifyKafkaName(kafkaErrorName(code)), code };
 }
 
 /**
- * Names what a transport failure (connecting, TLS, SASL, a timeout, a closed connection) means. The
- * transport reports these as errors with a code (PLT_KFK_*) and the socket's error as the cause.
+ * Names what a socket's failure (connecting, TLS, a reset) means. The broker connection raises its own
+ * failures (timeouts, a TLS listener, SASL refusals) as KafkaFailures already; this names the socket's errors.
  */
 export function transportFailureName(err: unknown): string {
   const chain: { code?: string; message?: string }[] = [];
   for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 6; e = e.cause as typeof e, depth++) chain.push(e);
   const text = chain.map((e) => `${e.code ?? ""} ${e.message ?? ""}`).join(" | ");
-  if (chain.some((e) => e.code === "PLT_KFK_AUTHENTICATION") || /SASL authentication failed/i.test(text)) return "SASL_AUTHENTICATION_FAILED";
-  if (/Broker requires TLS/i.test(text)) return "TLS_REQUIRED";
   if (/certificate|self[- ]signed|SSL|TLS|altnames|handshake/i.test(text)) return "TLS_FAILED";
   if (/timed out/i.test(text)) return "REQUEST_TIMED_OUT";
   if (/ECONNREFUSED/.test(text)) return "CONNECTION_REFUSED";
@@ -91,15 +95,43 @@ export function transportFailureName(err: unknown): string {
 
 /** A classified failure of a Kafka request (a protocol error code, or the transport's failure). */
 export class KafkaFailure extends NagareError {
-  constructor(readonly classified: Classified, message: string, cause?: unknown) {
-    super("SINK_UNAVAILABLE", message, { cause, retryable: classified.kind !== "record" && classified.kind !== "topic" });
+  /** The broker's error code, when a broker answered with one. */
+  readonly kafkaCode: number | undefined;
+
+  /**
+   * `transport`: the connection failed (a socket error, a close), which says nothing of what was being done
+   * with it; the first caller that knows says it again in its own words (see `from`).
+   */
+  constructor(
+    readonly classified: Classified,
+    message: string,
+    cause?: unknown,
+    readonly transport = false,
+  ) {
+    const permanent = classified.kind === "record" || classified.kind === "topic";
+    super(permanent ? "SINK_REJECTED" : "SINK_UNAVAILABLE", message, { cause, retryable: !permanent });
+    this.kafkaCode = classified.code;
   }
 
-  /** Any thrown value as a KafkaFailure: transport errors are named from their text, described by their root cause. */
+  /**
+   * Any thrown value as a KafkaFailure, in the words of what was being done: a socket's error is named from its
+   * text, and a transport failure is described again by its root cause; a failure that already says what was
+   * being done (a broker's answer, or one worded here before) keeps its words.
+   */
   static from(err: unknown, doing: string): KafkaFailure {
-    if (err instanceof KafkaFailure) return err;
-    const classified = classifyKafkaName(transportFailureName(err));
-    return new KafkaFailure(classified, `${doing} failed (${classified.name}: ${describeError(rootCause(err))})`, err);
+    if (err instanceof KafkaFailure && !err.transport) return err;
+    return KafkaFailure.worded(err, doing, false);
+  }
+
+  /** A connection's failure, whatever was thrown: marked `transport`, for the caller to word again. */
+  static ofConnection(err: unknown, name: string): KafkaFailure {
+    return err instanceof KafkaFailure ? err : KafkaFailure.worded(err, `the connection to ${name}`, true);
+  }
+
+  private static worded(err: unknown, doing: string, transport: boolean): KafkaFailure {
+    const classified = err instanceof KafkaFailure ? err.classified : classifyKafkaName(transportFailureName(err));
+    const root = rootCause(err);
+    return new KafkaFailure(classified, `${doing} failed (${classified.name}: ${describeError(root)})`, root, transport);
   }
 }
 

@@ -221,7 +221,7 @@ export class IdempotentProducer {
     if (classified.kind === "sequence") {
       // Out of order behind an earlier batch that failed too (or was refused for good, giving up its sequence
       // numbers): that one goes first, this one after it, stamped anew if need be.
-      if (batch.seq < 0 || this.earlierUnacked(batch, state)) classified = { kind: "retry", name: classified.name };
+      if (batch.seq < 0 || this.earlierUnacked(batch, state)) classified = { ...classified, kind: "retry" };
       else this.needsNewId = true;
     }
     if (classified.kind === "record" || classified.kind === "topic") this.notWritten(batch, state);
@@ -258,7 +258,7 @@ export class IdempotentProducer {
   private behindFailure(batch: PartitionBatch, state: PartitionState): { ok: false; failure: KafkaFailure } {
     state.failed.add(batch);
     batch.retry = true;
-    return { ok: false, failure: new KafkaFailure({ kind: "retry", name: "EARLIER_BATCH_FAILED" }, `an earlier batch for ${batch.topic}[${batch.partition}] failed; this one is sent again after it`) };
+    return { ok: false, failure: new KafkaFailure(classifyKafkaName("EARLIER_BATCH_FAILED"), `an earlier batch for ${batch.topic}[${batch.partition}] failed; this one is sent again after it`) };
   }
 
   private cancel(state: PartitionState, waiting: Waiting): void {

@@ -7,6 +7,7 @@
  * Primitive types: INT8/16/32/64 big-endian; STRING = INT16 length + UTF-8; NULLABLE_STRING length -1 = null;
  * ARRAY = INT32 count + items (-1 = null); BOOLEAN = INT8; RECORDS = INT32 length + record batch bytes.
  */
+import { NagareError } from "../../core/errors.ts";
 
 export const API_PRODUCE = 0;
 export const API_METADATA = 3;
@@ -16,7 +17,7 @@ export const API_SASL_HANDSHAKE = 17;
 export const API_SASL_AUTHENTICATE = 36;
 
 /** The versions this client can speak, per API. */
-export const SUPPORTED: Record<number, [min: number, max: number]> = {
+const SUPPORTED: Record<number, [min: number, max: number]> = {
   [API_PRODUCE]: [3, 8],
   [API_METADATA]: [1, 8],
   [API_API_VERSIONS]: [0, 0],
@@ -84,7 +85,7 @@ export class Reader {
 
   private advance(n: number): number {
     const at = this.pos;
-    if (at + n > this.buf.length) throw new RangeError(`Kafka response ends early: needs ${n} bytes at ${at} of ${this.buf.length}`);
+    if (at + n > this.buf.length) throw new NagareError("MALFORMED_INPUT", `the Kafka response ends early: it needs ${n} bytes at ${at} of ${this.buf.length}`);
     this.pos = at + n;
     return at;
   }

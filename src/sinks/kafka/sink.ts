@@ -64,7 +64,9 @@ export class KafkaSink implements Sink<PreparedBatch> {
     if (failure !== undefined) {
       this.errors(failure.classified.name).value++;
       const fix = failure.classified.fix === undefined ? "" : `; to fix: ${failure.classified.fix}`;
-      return { status: "retry", error: new NagareError("SINK_UNAVAILABLE", `Kafka: ${failure.message}${fix}`, { retryable: true }) };
+      // Retryable even when the brokers refused records for good: those are split off and dead-lettered one by
+      // one on the next attempt; what is left is a cluster down or a setup to fix, and no reason to drop data.
+      return { status: "failed", error: new NagareError("SINK_UNAVAILABLE", `Kafka: ${failure.message}${fix}`, { cause: failure, retryable: true }) };
     }
     return { status: "delivered", rejected: delivery.state!.rejected };
   }

@@ -47,6 +47,7 @@
  * lines of any length: the reader keeps only the head and tail of an over-long line (`decodeLongLine`).
  */
 import { isUtf8 } from "node:buffer";
+import { NagareError } from "../../core/errors.ts";
 
 export type LogFormat = "json-file" | "cri";
 
@@ -477,7 +478,8 @@ export class PartialMerger {
    * is not a snapshot.
    */
   restore(state: unknown): void {
-    if (!isSnapshot(state)) throw new TypeError("not a PartialMerger snapshot");
+    // Snapshots are made by a merger of this process, never read from disk: anything else is a bug.
+    if (!isSnapshot(state)) throw new NagareError("INTERNAL", "the merges handed to the next file are not a snapshot of a merger");
     this.pending.clear();
     this.count = 0;
     this.held = 0;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { duration, size } from "../../config/types.ts";
+import { duration, size } from "../../config/blocks/types.ts";
 
 export const dockerSourceConfig = z
   .strictObject({

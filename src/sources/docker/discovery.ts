@@ -7,8 +7,9 @@
 import { watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
 import { exists } from "./files.ts";
+import { splitPattern } from "../../core/glob.ts";
 
-const GLOB_CHARS = /[*?[{]/;
+export { splitPattern };
 
 /** What the last scan found for one include pattern. */
 export interface PatternScan {
@@ -101,14 +102,6 @@ export class Discovery {
       // Not watchable (no inotify instances left, permissions): the periodic rescan finds new files.
     }
   }
-}
-
-/** A pattern's fixed directory (the part before the first glob character) and the glob relative to it. */
-export function splitPattern(pattern: string): { base: string; rest: string } {
-  const parts = pattern.split("/");
-  const firstGlob = parts.findIndex((p) => GLOB_CHARS.test(p));
-  if (firstGlob < 0) return { base: dirname(pattern), rest: basename(pattern) };
-  return { base: parts.slice(0, firstGlob).join("/") || "/", rest: parts.slice(firstGlob).join("/") };
 }
 
 /**

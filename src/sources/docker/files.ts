@@ -49,7 +49,7 @@ export async function identify(file: LogFile, path: string): Promise<FileIdentit
 }
 
 /** Whether an open file is the one `identity` describes (same inode, same first bytes). */
-export async function isSameFile(file: FileHandle, identity: FileIdentity): Promise<boolean> {
+async function isSameFile(file: FileHandle, identity: FileIdentity): Promise<boolean> {
   const st = await file.stat();
   if (st.dev !== identity.dev || st.ino !== identity.ino || st.size < identity.fingerprintBytes) return false;
   return (await fingerprintOf(file, identity.fingerprintBytes)) === identity.fingerprint;

@@ -6,7 +6,7 @@
 import { decodeLongLine, type DecodedLine, type LogFormat } from "./codec.ts";
 
 /** Room kept for the end of a json-file entry: the envelope and attrs (labels and env from --log-opt). */
-export const TAIL_BYTES = 64 * 1024;
+const TAIL_BYTES = 64 * 1024;
 
 /** Both buffers are allocated once: a line of any length streams past without allocating per read. */
 export class LongLine {

@@ -9,19 +9,9 @@
  * remounted, a directory is moved away and back. Forgotten too early, such a file is read again from its start
  * (duplicates); kept, it costs a few hundred bytes of checkpoint.
  */
-import { exists, type FileIdentity } from "./files.ts";
+import { exists } from "./files.ts";
+import type { ContainerPositions, SavedPosition } from "./position.ts";
 import type { FilePosition } from "./tailer.ts";
-
-export interface SavedPosition {
-  identity: FileIdentity;
-  offset: number;
-  modifiedMs: number;
-}
-
-/** What the source saves: per stream, the file and the offset after its last acknowledged record. */
-export interface ContainerPositions {
-  containers: Record<string, SavedPosition>;
-}
 
 export class SavedPositions {
   private entries = new Map<string, SavedPosition>();
@@ -43,9 +33,8 @@ export class SavedPositions {
   }
 
   /** The positions with the watermarks acknowledged since the last call, as the checkpoint to save. */
-  checkpoint(watermarks: ReadonlyMap<string, unknown>): ContainerPositions {
-    for (const [stream, mark] of watermarks) {
-      const position = mark as FilePosition;
+  checkpoint(watermarks: ReadonlyMap<string, FilePosition>): ContainerPositions {
+    for (const [stream, position] of watermarks) {
       this.entries.set(stream, { identity: position.identity, offset: position.offset, modifiedMs: position.modifiedMs });
     }
     return { containers: Object.fromEntries(this.entries) };

@@ -2,7 +2,7 @@
 import type { Fields, LogRecord } from "../../core/record.ts";
 import type { FilePosition } from "./tailer.ts";
 
-export class ContainerRecord implements LogRecord {
+export class ContainerRecord implements LogRecord<FilePosition> {
   readonly timeSec: number;
   readonly timeNsec: number;
   readonly binaryFields = undefined;
@@ -34,7 +34,7 @@ let lastPrefixSec = 0;
  * RFC 3339 with nanoseconds ("2024-01-02T03:04:05.123456789Z", or with an offset as containerd writes local
  * time) → seconds and nanoseconds. The whole-second part is cached: consecutive lines share it.
  */
-export function parseTime(time: string): [number, number] {
+function parseTime(time: string): [number, number] {
   const dot = time.indexOf(".", 19);
   const prefix = time.slice(0, 19);
   let zone = dot < 0 ? time.slice(19) : time.slice(dot).replace(/^\.\d*/, "");

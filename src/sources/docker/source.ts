@@ -14,13 +14,13 @@ import type { DockerSourceConfig } from "./config.ts";
 import { containerIdOf, Discovery, splitPattern } from "./discovery.ts";
 import { FileGuard, type Refusal } from "./guard.ts";
 import { MetadataCache } from "./metadata.ts";
-import { SavedPositions, type ContainerPositions } from "./positions.ts";
+import { SavedPositions } from "./positions.ts";
+import { dockerPosition, type ContainerPositions } from "./position.ts";
 import { ContainerRecord } from "./record.ts";
 import { exists } from "./files.ts";
 import { agentUser } from "../../core/user.ts";
-import { Tailer, type TailedRecord } from "./tailer.ts";
+import { Tailer, type FilePosition, type TailedRecord } from "./tailer.ts";
 
-export type { ContainerPositions } from "./positions.ts";
 
 const READ_BUDGET = 256 * 1024;
 /** After a new entry appears in a watched directory, rescan every SOON_SCAN_MS for SCAN_OFTEN_MS. */
@@ -36,8 +36,12 @@ const MISSING_FILE_GRACE_MS = 10_000;
  */
 const EMPTY_INCLUDE_REPEAT_MS = 10 * 60_000;
 
-export class DockerSource implements Source {
+/** Records carry the file position after them; the checkpoint keeps one saved position per stream. */
+type DockerContext = SourceContext<ContainerPositions, FilePosition>;
+
+export class DockerSource implements Source<FilePosition, ContainerPositions> {
   readonly type = "docker";
+  readonly positionSchema = dockerPosition;
   private stopped = false;
   private readonly stopSignal = new AbortController();
   private readonly tailers = new Map<string, Tailer>();
@@ -63,9 +67,9 @@ export class DockerSource implements Source {
     this.guard = new FileGuard([...bases, ...config.allowed_link_targets], (refusal) => this.noteRefusal(refusal));
   }
 
-  async run(ctx: SourceContext): Promise<void> {
+  async run(ctx: DockerContext): Promise<void> {
     this.counters ??= this.makeCounters(ctx);
-    if (!this.started) this.saved.load(ctx.saved as ContainerPositions | undefined);
+    if (!this.started) this.saved.load(ctx.saved);
     const firstScan = !this.started;
     this.started = true;
     let nextScan = 0;
@@ -124,14 +128,14 @@ export class DockerSource implements Source {
     this.stopSignal.abort();
   }
 
-  checkpoint(watermarks: ReadonlyMap<string, unknown>): ContainerPositions {
+  checkpoint(watermarks: ReadonlyMap<string, FilePosition>): ContainerPositions {
     const positions = this.saved.checkpoint(watermarks);
     if (this.counters !== undefined) this.counters.positions.value = this.saved.size;
     return positions;
   }
 
   /** Drops the positions of files gone for forget_after, and has the checkpoint written without them. */
-  private forgetGone(ctx: SourceContext): void {
+  private forgetGone(ctx: DockerContext): void {
     const live = new Set<string>();
     for (const tailer of this.tailers.values()) live.add(tailer.stream);
     if (this.saved.forgetGone(live, performance.now())) ctx.positionChanged();
@@ -148,7 +152,7 @@ export class DockerSource implements Source {
    * One WARN per refused file, at most REFUSAL_WARNINGS a minute: past that (a directory full of planted links),
    * one WARN at the end of the minute says how many more were refused.
    */
-  private reportRefusals(ctx: SourceContext): void {
+  private reportRefusals(ctx: DockerContext): void {
     const now = performance.now();
     if (now - this.refusalWindow.start >= 60_000) {
       if (this.refusalWindow.unnamed > 0) ctx.log.warn(`Source ${this.name} refused ${this.refusalWindow.unnamed} more files in the last minute (not regular files, or leading outside the include directories and allowed_link_targets); nagare_container_refused_files_total counts them.`);
@@ -189,14 +193,14 @@ export class DockerSource implements Source {
   }
 
   /** A removed container's file was read to its end: forget the container (its saved position is pruned). */
-  private letGo(tailer: Tailer, ctx: SourceContext): void {
+  private letGo(tailer: Tailer, ctx: DockerContext): void {
     this.tailers.delete(tailer.path);
     this.metadata.forget(tailer.path);
     ctx.endStream(tailer.stream);
   }
 
   /** New files get a tailer: at their saved position, else at the head (or the tail on the first scan). */
-  private scan(atStartup: boolean, ctx: SourceContext): void {
+  private scan(atStartup: boolean, ctx: DockerContext): void {
     const found = this.discovery.scan();
     this.counters!.scans.value++;
     const now = performance.now();
@@ -231,7 +235,7 @@ export class DockerSource implements Source {
    * read); a pattern that matches nothing is a WARN, at most every EMPTY_INCLUDE_REPEAT_MS; and after the first
    * scan, the start-up line.
    */
-  private reportScan(ctx: SourceContext): void {
+  private reportScan(ctx: DockerContext): void {
     const patterns = this.discovery.patterns;
     const unreadable = patterns.find((p) => p.unreadable !== undefined);
     ctx.reportProblem(
@@ -292,7 +296,7 @@ export class DockerSource implements Source {
     for (const t of open.slice(0, open.length - this.config.max_open_files + 1)) await t.close();
   }
 
-  private emit(out: TailedRecord[], tailer: Tailer, ctx: SourceContext): void {
+  private emit(out: TailedRecord[], tailer: Tailer, ctx: DockerContext): void {
     const meta = this.config.metadata ? this.metadata.get(tailer.path) : undefined;
     for (const { merged, position, identity } of out) {
       const fields: Fields = { log: merged.text, stream: merged.stream, time: merged.time, container_id: tailer.stream };
@@ -321,7 +325,7 @@ export class DockerSource implements Source {
     out.length = 0;
   }
 
-  private makeCounters(ctx: SourceContext) {
+  private makeCounters(ctx: DockerContext) {
     const labels = { source: this.name };
     return {
       truncated: ctx.metrics.counter("nagare_container_truncated_lines_total", "Merged lines cut at max_line_bytes.", labels),

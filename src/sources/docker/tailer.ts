@@ -42,7 +42,7 @@ const NEWLINE = 10;
  * A physical line may exceed max_line_bytes by this much and still be decoded whole: room for the json-file
  * envelope and attrs, escapes, and the CRI prefix, so that a line whose text fits is never cut.
  */
-export const LINE_SLACK = 64 * 1024;
+const LINE_SLACK = 64 * 1024;
 /** The tailed path gone this long while its file is read to its end (the link was removed, the file lives on): let go. */
 const PATH_GONE_GRACE_MS = 10_000;
 const KEEP_MORE_FILES = "Keep more rotated files (dockerd max-file, kubelet containerLogMaxFiles) or keep the agent running to avoid this";

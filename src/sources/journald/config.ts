@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { size, duration } from "../../config/types.ts";
+import { size, duration } from "../../config/blocks/types.ts";
 
 export const journaldSourceConfig = z
   .strictObject({
@@ -17,7 +17,10 @@ export const journaldSourceConfig = z
     url: z
       .url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" })
       .optional()
-      .describe("Read from systemd-journal-gatewayd at this base URL (e.g. http://host:19531) instead of journalctl."),
+      .meta({
+        description: "Read from systemd-journal-gatewayd at this base URL (e.g. http://host:19531) instead of journalctl.",
+        pattern: "^https?://", // the protocol check, which zod's JSON Schema leaves out
+      }),
     file: z.string().min(1).optional().describe("Read a saved export stream (`journalctl -o export` output) once."),
     start_at: z
       .enum(["head", "tail"])
@@ -54,6 +57,17 @@ export const journaldSourceConfig = z
       });
     }
   })
-  .describe("Reads the systemd journal in the journal export format.");
+  // The check above as JSON Schema, for editors and linters (`nagare schema`).
+  .meta({
+    description: "Reads the systemd journal in the journal export format.",
+    $comment: "`url` and `file` exclude each other; `directory` and `matches` apply only when reading through journalctl.",
+    allOf: [
+      { not: { required: ["url", "file"] } },
+      {
+        if: { anyOf: [{ required: ["url"] }, { required: ["file"] }] },
+        then: { not: { anyOf: [{ required: ["directory"] }, { required: ["matches"], properties: { matches: { type: "array", minItems: 1 } } }] } },
+      },
+    ],
+  });
 
 export type JournaldSourceConfig = z.output<typeof journaldSourceConfig>;

@@ -36,7 +36,7 @@ export interface JournalctlOptions {
  * last 10 entries. `--cursor` prints the cursor's own entry first, and seeks to the next entry when it was
  * vacuumed — unlike `--after-cursor`, which would then skip a real entry.
  */
-export function journalctlArgs(o: JournalctlOptions): string[] {
+function journalctlArgs(o: JournalctlOptions): string[] {
   const args = [o.program, "--output=export", "--all", "--follow", "--merge", "--no-pager", "--no-tail"];
   if (o.directory !== undefined) args.push(`--directory=${o.directory}`);
   if (o.cursor !== undefined) args.push(`--cursor=${o.cursor}`);

@@ -7,7 +7,7 @@ import type { Fields, LogRecord } from "../../core/record.ts";
 
 export const JOURNAL_STREAM = "journal";
 
-export class JournalRecord implements LogRecord {
+export class JournalRecord implements LogRecord<JournalRecord> {
   readonly timeSec: number;
   readonly timeNsec: number;
   readonly stream = JOURNAL_STREAM;

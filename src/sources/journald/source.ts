@@ -13,20 +13,20 @@ import { ExportParser, type ExportEntry, type MalformedEntry } from "./codec.ts"
 import type { JournaldSourceConfig } from "./config.ts";
 import { ExportFileReader, JournalctlReader, probeJournal, type ExportReader, type FileIdentity } from "./readers.ts";
 import { GatewayReader, gatewayTailCursor } from "./gateway.ts";
+import { journaldPosition, type JournalPosition } from "./position.ts";
 import { JOURNAL_STREAM, JournalRecord } from "./record.ts";
 import { readOwnUnit, UnitExclusion } from "./units.ts";
 
-/** What a journald source saves: the cursor of the last acknowledged entry, plus the byte offset in file mode. */
-export interface JournalPosition {
-  cursor: string | undefined;
-  file?: { path: string; dev: number; ino: number; offset: number };
-}
 
 /** A journal without files is named again at most this often (the reader does not restart while it waits). */
 const NO_FILES_REPEAT_MS = 10 * 60_000;
 
-export class JournaldSource implements Source {
+/** The records are their own marks: the ack tracker keeps the last done JournalRecord, the source reads its cursor. */
+type JournalContext = SourceContext<JournalPosition, JournalRecord>;
+
+export class JournaldSource implements Source<JournalRecord, JournalPosition> {
   readonly type = "journald";
+  readonly positionSchema = journaldPosition;
   private stopped = false;
   private readonly stopSignal = new AbortController();
   private reader: ExportReader | undefined;
@@ -49,7 +49,7 @@ export class JournaldSource implements Source {
 
   constructor(readonly name: string, private readonly config: JournaldSourceConfig) {}
 
-  async run(ctx: SourceContext): Promise<void> {
+  async run(ctx: JournalContext): Promise<void> {
     const counters = (this.counters ??= this.makeCounters(ctx));
     if (!this.initialised) {
       this.restore(ctx);
@@ -100,8 +100,8 @@ export class JournaldSource implements Source {
     void this.reader?.close();
   }
 
-  checkpoint(watermarks: ReadonlyMap<string, unknown>): JournalPosition | undefined {
-    const mark = watermarks.get(JOURNAL_STREAM) as JournalRecord | undefined;
+  checkpoint(watermarks: ReadonlyMap<string, JournalRecord>): JournalPosition | undefined {
+    const mark = watermarks.get(JOURNAL_STREAM);
     // Skipped entries after the last emitted record are done as soon as it is (or at once, when none was emitted).
     if (this.skippedSince && mark === this.lastEmitted) return this.position(this.skippedCursor, this.skippedOffset);
     if (mark === undefined) return undefined;
@@ -109,14 +109,15 @@ export class JournaldSource implements Source {
   }
 
   private position(cursor: string | undefined, offset: number): JournalPosition {
-    if (this.config.file === undefined || this.fileIdentity === undefined) return { cursor };
+    const at = cursor === undefined ? {} : { cursor };
+    if (this.config.file === undefined || this.fileIdentity === undefined) return at;
     const { path, dev, ino } = this.fileIdentity;
-    return { cursor, file: { path, dev, ino, offset } };
+    return { ...at, file: { path, dev, ino, offset } };
   }
 
-  private restore(ctx: SourceContext): void {
+  private restore(ctx: JournalContext): void {
     this.initialised = true;
-    const saved = ctx.saved as JournalPosition | undefined;
+    const saved = ctx.saved;
     this.resumeCursor = saved?.cursor;
     this.resumeOffset = saved?.file?.offset ?? 0;
   }
@@ -125,7 +126,7 @@ export class JournaldSource implements Source {
    * Starts a reader, or says why it cannot: a problem the operator must fix, which the caller reports and
    * retries. `partial`: the reader runs but sees only part of the journal.
    */
-  private async open(ctx: SourceContext): Promise<{ reader: ExportReader; partial?: SourceProblem } | { problem: SourceProblem }> {
+  private async open(ctx: JournalContext): Promise<{ reader: ExportReader; partial?: SourceProblem } | { problem: SourceProblem }> {
     const c = this.config;
     try {
       if (c.file !== undefined) return { reader: await this.openFile(ctx, c.file) };
@@ -137,11 +138,11 @@ export class JournaldSource implements Source {
   }
 
   /** Whether the journal's end is still to be found: start_at tail, on the first start without a saved position. */
-  private needsTailCursor(ctx: SourceContext): boolean {
+  private needsTailCursor(ctx: JournalContext): boolean {
     return this.resumeCursor === undefined && this.config.start_at === "tail" && !ctx.fromOldest && !this.tailResolved;
   }
 
-  private async openGateway(ctx: SourceContext, url: string): Promise<ExportReader> {
+  private async openGateway(ctx: JournalContext, url: string): Promise<ExportReader> {
     const c = this.config;
     const gateway = { url, timeoutMs: c.connect_timeout, idleTimeoutMs: c.idle_timeout, signal: this.stopSignal.signal };
     if (this.needsTailCursor(ctx)) {
@@ -155,7 +156,7 @@ export class JournaldSource implements Source {
   }
 
   /** journalctl is asked first whether (and how much of) the journal it may read, and where it ends. */
-  private async openJournalctl(ctx: SourceContext): Promise<{ reader: ExportReader; partial?: SourceProblem } | { problem: SourceProblem }> {
+  private async openJournalctl(ctx: JournalContext): Promise<{ reader: ExportReader; partial?: SourceProblem } | { problem: SourceProblem }> {
     const c = this.config;
     const missing = missingProgram(c.journalctl);
     if (missing !== undefined) return { problem: missing };
@@ -174,13 +175,13 @@ export class JournaldSource implements Source {
     return { reader, partial: verdict.partial };
   }
 
-  private logStart(ctx: SourceContext, through: string): void {
+  private logStart(ctx: JournalContext, through: string): void {
     const from = this.resumeCursor === undefined ? "the head" : `cursor ${this.resumeCursor}`;
     ctx.log.info(`Source ${this.name} reads the journal from ${from} through ${through}.`);
   }
 
-  private async openFile(ctx: SourceContext, path: string): Promise<ExportReader> {
-    const saved = (ctx.saved as JournalPosition | undefined)?.file;
+  private async openFile(ctx: JournalContext, path: string): Promise<ExportReader> {
+    const saved = ctx.saved?.file;
     const probe = await ExportFileReader.open(path, 0);
     const same = saved !== undefined && saved.dev === probe.identity.dev && saved.ino === probe.identity.ino && saved.offset <= probe.identity.size;
     if (saved !== undefined && !same && this.resumeOffset === saved.offset) {
@@ -196,7 +197,7 @@ export class JournaldSource implements Source {
   }
 
   /** Reads until the reader ends or the source stops; returns the number of entries handed on. */
-  private async pump(reader: ExportReader, ctx: SourceContext): Promise<number> {
+  private async pump(reader: ExportReader, ctx: JournalContext): Promise<number> {
     const parser = new ExportParser({ maxFieldBytes: this.config.max_field_bytes, maxEntryBytes: this.config.max_entry_bytes });
     const entries: ExportEntry[] = [];
     const bad: MalformedEntry[] = [];
@@ -222,7 +223,7 @@ export class JournaldSource implements Source {
   }
 
   /** Emits one chunk's entries, less the resume entry and those of excluded units; returns how many it emitted. */
-  private handOn(entries: ExportEntry[], streamBase: number, ctx: SourceContext): number {
+  private handOn(entries: ExportEntry[], streamBase: number, ctx: JournalContext): number {
     const exclusion = this.exclusion;
     let emitted = 0;
     let skipped = 0;
@@ -275,7 +276,7 @@ export class JournaldSource implements Source {
     this.skippedOffset = offset;
   }
 
-  private excludeUnits(ctx: SourceContext): UnitExclusion | undefined {
+  private excludeUnits(ctx: JournalContext): UnitExclusion | undefined {
     const own = this.config.exclude_own_unit ? readOwnUnit() : undefined;
     const exclusion = UnitExclusion.of(this.config, own);
     if (exclusion !== undefined) {
@@ -285,7 +286,7 @@ export class JournaldSource implements Source {
     return exclusion;
   }
 
-  private reportMalformed(bad: MalformedEntry[], ctx: SourceContext): void {
+  private reportMalformed(bad: MalformedEntry[], ctx: JournalContext): void {
     this.counters!.malformed.value += bad.length;
     for (const b of bad) {
       const where = b.cursor === undefined ? `after cursor ${this.resumeCursor ?? "(none yet)"}` : `with cursor ${b.cursor}`;
@@ -294,12 +295,12 @@ export class JournaldSource implements Source {
     bad.length = 0;
   }
 
-  private reportGap(expected: string, ctx: SourceContext): void {
+  private reportGap(expected: string, ctx: JournalContext): void {
     this.counters!.gaps.value++;
     ctx.log.warn(`Source ${this.name} resumed at cursor ${expected}, but that entry is no longer in the journal (vacuumed or rotated away); reading continues with the oldest entry after it.`);
   }
 
-  private makeCounters(ctx: SourceContext) {
+  private makeCounters(ctx: JournalContext) {
     const labels = { source: this.name };
     return {
       malformed: ctx.metrics.counter("nagare_journal_malformed_entries_total", "Journal entries skipped because they do not follow the export format.", labels),

@@ -14,10 +14,10 @@ import { readFileSync } from "node:fs";
 import type { Fields } from "../../core/record.ts";
 
 /** Units that are nagare wherever it runs: the packaged unit and any instance of a template of that name. */
-export const NAGARE_UNITS = ["nagare.service", "nagare@*.service"] as const;
+const NAGARE_UNITS = ["nagare.service", "nagare@*.service"] as const;
 
 /** The cgroup membership file; NAGARE_CGROUP_FILE replaces it so tests can pose as a unit without systemd. */
-export function cgroupFile(): string {
+function cgroupFile(): string {
   return process.env.NAGARE_CGROUP_FILE ?? "/proc/self/cgroup";
 }
 
@@ -58,7 +58,7 @@ export function ownUnit(cgroups: string): string | undefined {
  * unit (deeper ones are its own sub-cgroups, e.g. with Delegate=yes); below `user@UID.service` the path
  * continues into the user manager's tree, whose unit is the process's (user) unit.
  */
-export function unitOfPath(path: string): string | undefined {
+function unitOfPath(path: string): string | undefined {
   const parts = path.split("/").filter((p) => p !== "");
   const manager = parts.findIndex((p) => /^user@\d+\.service$/.test(p));
   const inner = manager < 0 ? parts : parts.slice(manager + 1);

@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { TlsConfig } from "./types.ts";
+import { readProblem } from "./environment.ts";
 
 export interface TlsClientOptions {
   ca: string | undefined;
@@ -23,4 +24,13 @@ export function tlsClientOptions(tls: TlsConfig, host?: string): TlsClientOption
     rejectUnauthorized: tls.verify,
     servername: tls.servername ?? (host !== undefined && isIP(host) === 0 ? host : undefined),
   };
+}
+
+/** The PEM files a `tls` setting names, for a component's environment check: each must be readable. */
+export function tlsFileProblems(tls: TlsConfig | undefined, at: string): (string | undefined)[] {
+  if (tls === undefined) return [];
+  return (["ca", "cert", "key"] as const).map((key) => {
+    const file = tls[key];
+    return file === undefined ? undefined : readProblem(file, `${at}.tls.${key}`, "cannot read");
+  });
 }

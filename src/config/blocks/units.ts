@@ -13,6 +13,13 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 
 const QUANTITY = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/;
 
+/**
+ * The strings `parseSize` and `parseDuration` accept, as JSON Schema patterns (units are case-insensitive);
+ * test/config-schema.test.ts holds them against the parsers for every unit of up to three letters.
+ */
+export const SIZE_PATTERN = String.raw`^\s*\d+(?:\.\d+)?\s*(?:[bB]|[kKmMgG][iI]?[bB]?)?\s*$`;
+export const DURATION_PATTERN = String.raw`^\s*\d+(?:\.\d+)?\s*(?:[mM][sS]?|[sShH])?\s*$`;
+
 /** Bytes for "64MiB", "1.5GB", "512", 512; undefined when the text is not a size. */
 export function parseSize(value: string | number): number | undefined {
   if (typeof value === "number") return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
@@ -32,11 +39,4 @@ export function parseDuration(value: string | number): number | undefined {
   const unit = DURATION_UNITS[(m[2] ?? "").toLowerCase() || "ms"];
   if (unit === undefined) return undefined;
   return Number(m[1]) * unit;
-}
-
-export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
-  }
-  return `${bytes}B`;
 }

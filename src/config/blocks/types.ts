@@ -1,12 +1,37 @@
-/** Zod building blocks shared by every component's config schema. */
+/**
+ * Zod building blocks shared by every component's config schema. Where a rule is a check zod's JSON Schema
+ * converter cannot see (a transform, a custom check), the block carries its JSON Schema form as metadata, so
+ * `nagare schema` gets it from the zod schema like everything else.
+ */
 import { z } from "zod";
-import { parseDuration, parseSize } from "./units.ts";
-import { compileTemplate } from "../core/template.ts";
+import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
+import { compileTemplate, TEMPLATE_PATTERN } from "../../core/template.ts";
+
+/**
+ * A size or duration is `union(number, string).transform(parse)`, which zod's JSON Schema converter cannot see
+ * into; each names a shared definition (`id`) with the JSON Schema form of what its parser accepts.
+ */
+const sizeInput = z.union([z.number(), z.string()]).meta({
+  id: "size",
+  description: 'Bytes: a whole number, or a string with a unit such as "64MiB" (B; K/KB, M/MB, G/GB = 1000ⁿ; Ki/KiB, Mi/MiB, Gi/GiB = 1024ⁿ).',
+  anyOf: [
+    { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    { type: "string", pattern: SIZE_PATTERN },
+  ],
+});
+
+const durationInput = z.union([z.number(), z.string()]).meta({
+  id: "duration",
+  description: 'Milliseconds: a number, or a string with a unit such as "500ms", "5s", "2m", "1h".',
+  anyOf: [
+    { type: "number", minimum: 0 },
+    { type: "string", pattern: DURATION_PATTERN },
+  ],
+});
 
 /** A byte size: a number of bytes or a string like "64MiB". */
 export function size(description: string, defaultValue?: string) {
-  const schema = z
-    .union([z.number(), z.string()])
+  const schema = sizeInput
     .transform((value, ctx) => {
       const bytes = parseSize(value);
       if (bytes === undefined) {
@@ -21,8 +46,7 @@ export function size(description: string, defaultValue?: string) {
 
 /** A duration: milliseconds or a string like "500ms", "5s", "2m". */
 export function duration(description: string, defaultValue?: string) {
-  const schema = z
-    .union([z.number(), z.string()])
+  const schema = durationInput
     .transform((value, ctx) => {
       const ms = parseDuration(value);
       if (ms === undefined) {
@@ -54,15 +78,21 @@ export const idField = z
   .describe("Write the record's deterministic id into the record: `true` for the field `_nagare_id`, or a field name.");
 
 /** A per-record template ({{source}}, {{stream}}, {{field.NAME}}); checked when the config is loaded. */
+const templateText = z
+  .string()
+  .min(1)
+  .check((ctx) => {
+    const compiled = compileTemplate(ctx.value);
+    if (typeof compiled === "string") ctx.issues.push({ code: "custom", input: ctx.value, message: compiled });
+  })
+  .meta({
+    id: "template",
+    description: "Text rendered per record; placeholders {{source}}, {{stream}} and {{field.NAME}} (a missing field renders empty).",
+    pattern: TEMPLATE_PATTERN,
+  });
+
 export function template(description: string) {
-  return z
-    .string()
-    .min(1)
-    .check((ctx) => {
-      const compiled = compileTemplate(ctx.value);
-      if (typeof compiled === "string") ctx.issues.push({ code: "custom", input: ctx.value, message: compiled });
-    })
-    .describe(description);
+  return templateText.describe(description);
 }
 
 /** TLS client settings shared by network sinks. */
@@ -79,6 +109,10 @@ export const tlsConfig = z
       ctx.issues.push({ code: "custom", input: ctx.value, path: [ctx.value.cert === undefined ? "cert" : "key"], message: "cert and key go together" });
     }
   })
-  .describe("TLS to the destination; omit for plaintext.");
+  .meta({
+    description: "TLS to the destination; omit for plaintext.",
+    $comment: "`cert` and `key` go together.",
+    dependentRequired: { cert: ["key"], key: ["cert"] },
+  });
 
 export type TlsConfig = z.output<typeof tlsConfig>;
