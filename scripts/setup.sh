@@ -19,6 +19,9 @@
 #                           installed logrotate rule is run against the agent's records file
 #   prometheus              promtool checks the /metrics output in tests
 #   openssl                 makes the TLS certificates of the forward and Kafka tests
+#   rpm binutils fakeroot   scripts/release.sh's .rpm (rpmbuild), the glibc version the packages depend on
+#                           (objdump), install.sh run for the packages' unit and config when not root (fakeroot)
+#   debootstrap             the throwaway Debian that test/packages.test.ts installs the .deb into
 #   openjdk-17-jre-headless maven
 #                           only where java / mvn are missing: the real Kafka cluster of the tests
 #                           (test/support/kafka-cluster.ts) runs Apache Kafka's jars, which Maven fetches from
@@ -28,7 +31,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd strace logrotate prometheus openssl)
+PACKAGES=(systemd systemd-journal-remote librdkafka-dev kcat gcc make pkg-config shellcheck curl coreutils util-linux passwd strace logrotate prometheus openssl rpm binutils fakeroot debootstrap)
 # Any Java 17+ and any Maven will do; Debian's are installed only when there is none on the PATH.
 command -v java >/dev/null 2>&1 || PACKAGES+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || PACKAGES+=(maven)
@@ -121,10 +124,11 @@ done
 for c in journalctl systemd-socket-activate; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing (package systemd)")
 done
-for c in kcat gcc make pkg-config shellcheck promtool curl setpriv unshare stdbuf strace java mvn openssl; do
+for c in kcat gcc make pkg-config shellcheck promtool curl setpriv unshare stdbuf strace java mvn openssl rpmbuild objdump fakeroot dpkg-deb; do
   command -v "$c" >/dev/null 2>&1 || problems+=("$c is missing")
 done
 [[ -x /usr/sbin/logrotate ]] || problems+=("/usr/sbin/logrotate is missing (package logrotate)")
+[[ -x /usr/sbin/debootstrap ]] || problems+=("/usr/sbin/debootstrap is missing (package debootstrap)")
 pkg-config --exists rdkafka 2>/dev/null || problems+=("pkg-config cannot find rdkafka (package librdkafka-dev)")
 compgen -G "$ROOT/test/kafka-cluster/lib/kafka_2.13-*.jar" >/dev/null ||
   problems+=("test/kafka-cluster/lib/ has no kafka_2.13 jar (the Maven step above)")

@@ -60,6 +60,7 @@ export class Agent {
   private nextReload: Promise<ReloadResult> | undefined;
   private readonly failedReloads;
   private readonly reloads;
+  private readonly fragmentRefused;
   /** What runs of each config fragment. */
   private fragments: ReadonlyMap<string, Fragment> = new Map();
   /** Every fragment file the last load found, refused ones included. */
@@ -75,6 +76,7 @@ export class Agent {
     this.pipeline = buildPipeline(config, log, metrics);
     this.failedReloads = metrics.counter("nagare_config_reload_failures_total", "Reloads refused because the new config is invalid or could not start.");
     this.reloads = metrics.counter("nagare_config_reloads_total", "Reloads applied.");
+    this.fragmentRefused = metrics.declare("gauge", "nagare_config_fragment_refused", "1 while the current version of this config fragment is refused (its previous version may still run), else 0.");
     this.takeFragments(assemblyOf(config));
   }
 
@@ -195,7 +197,7 @@ export class Agent {
   private takeFragments(assembly: Assembly | undefined): string[] {
     if (assembly === undefined) return [];
     const refused: string[] = [];
-    const gauge = (file: string) => this.metrics.gauge("nagare_config_fragment_refused", "1 while the current version of this config fragment is refused (its previous version may still run), else 0.", { file });
+    const gauge = (file: string) => this.fragmentRefused({ file });
     for (const report of assembly.fragments) {
       gauge(report.file).value = report.problems.length > 0 ? 1 : 0;
       if (report.problems.length === 0) continue;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * nagare's command line: run, validate, checkpoints, schema, version. Exit status (src/exit-codes.ts): 0 ok,
+ * nagare's command line: run, validate, checkpoints, top, schema, version. Exit status (src/exit-codes.ts): 0 ok,
  * 64 (EX_USAGE) bad command line, 69 (EX_UNAVAILABLE) environment not ready, 78 (EX_CONFIG) bad config,
  * 1 fatal runtime error.
  */
@@ -103,6 +103,16 @@ program
   .option("--json", "print JSON for machines: each checkpoint file as saved, with its path (an unusable one: its problem)")
   .option("--reset <source...>", "remove these sources' checkpoints (the agent must be stopped); they then start as configured by start_at")
   .action(checkpoints);
+program
+  .command("top")
+  .description("a live view of a running agent from its /metrics, redrawn every second: records/s in and out per source and sink, acknowledged, retries, errors, queued batches, the buffer's fill; exit 69 when --once cannot reach it")
+  .option("--url <url>", "the agent API's base URL, e.g. http://127.0.0.1:24280 (default: api.address of the config)")
+  .option("--once", "print one snapshot (two scrapes a second apart, for real rates) as plain text and exit")
+  .option(...configOption)
+  .action(async (options: { url?: string; once?: boolean; config?: string }) => {
+    const { topCommand } = await import("./cli-top.ts");
+    await topCommand(options);
+  });
 program
   .command("version")
   .description("print the version")

@@ -44,7 +44,8 @@ const owner = (root: string, path: string) => {
 
 beforeAll(async () => {
   // Released straight into the served directory, leaving dist/ alone.
-  const release = await sh(["bash", "scripts/release.sh", join(releases, "good")]);
+  // The .deb and .rpm it also writes are test/packages.test.ts's; fast compression keeps them cheap here.
+  const release = await sh(["bash", "scripts/release.sh", join(releases, "good")], { NAGARE_PACKAGE_COMPRESSION: "fast" });
   expect(release.code).toBe(0);
   mkdirSync(join(releases, "tampered"), { recursive: true });
   for (const f of ["nagare-linux-x64", "nagare-linux-x64.sha256"]) copyFileSync(join(releases, "good", f), join(releases, "tampered", f));

@@ -19,7 +19,7 @@ import { encodeFieldsJson } from "./json.ts";
 import { lastNewlineEnd, syncDirectory } from "./line-files.ts";
 import type { LogRecord } from "./record.ts";
 import type { Logger } from "../observe/log.ts";
-import type { Metrics } from "../observe/metrics.ts";
+import type { Labels, Metrics, Series } from "../observe/metrics.ts";
 
 export interface DeadLetter {
   record: LogRecord;
@@ -47,6 +47,8 @@ export class DeadLetterFile {
   private readonly cutTo = new Map<string, number>();
   /** Files whose last line was checked for a tear in this process. */
   private readonly checked = new Set<string>();
+  private readonly writeFailures: ((labels: Labels) => Series) | undefined;
+  private readonly discarded: ((labels: Labels) => Series) | undefined;
 
   constructor(
     dataDir: string,
@@ -55,6 +57,14 @@ export class DeadLetterFile {
     this.dir = join(dataDir, "dead-letter");
     this.maxBytes = options.maxBytes ?? DEAD_LETTER_DEFAULTS.maxBytes;
     this.maxFiles = Math.max(2, options.maxFiles ?? DEAD_LETTER_DEFAULTS.maxFiles);
+    this.writeFailures = options.metrics?.declare("counter", "nagare_dead_letter_write_failures_total", "Dead-letter writes that failed and are retried (their batch stays unacknowledged).");
+    this.discarded = options.metrics?.declare("counter", "nagare_dead_letter_discarded_records_total", "Dead letters deleted with the oldest rotated file to stay within dead_letter.max_files.");
+  }
+
+  /** Starts the sink's series at 0, so that Prometheus sees its first failure or deletion as an increase. */
+  track(sink: string): void {
+    this.writeFailures?.({ sink });
+    this.discarded?.({ sink });
   }
 
   pathOf(sink: string): string {
@@ -96,7 +106,7 @@ export class DeadLetterFile {
       await file.sync();
       this.cutTo.delete(path);
     } catch (err) {
-      this.count("nagare_dead_letter_write_failures_total", "Dead-letter writes that failed and are retried (their batch stays unacknowledged).", sink, 1);
+      this.count(this.writeFailures, sink, 1);
       if (file !== undefined) await this.undo(path, file);
       throw new NagareError("SINK_UNAVAILABLE", `cannot write ${text.length} bytes of dead letters to ${path}`, { cause: err, retryable: true });
     } finally {
@@ -136,9 +146,8 @@ export class DeadLetterFile {
     return size;
   }
 
-  private count(name: string, help: string, sink: string, n: number): void {
-    const series = this.options.metrics?.counter(name, help, { sink });
-    if (series !== undefined) series.value += n;
+  private count(family: ((labels: Labels) => Series) | undefined, sink: string, n: number): void {
+    if (family !== undefined) family({ sink }).value += n;
   }
 
   private async rotate(sink: string, path: string): Promise<void> {
@@ -146,7 +155,7 @@ export class DeadLetterFile {
     if (existsSync(oldest)) {
       const { lines, bytes } = await countLines(oldest);
       await unlink(oldest);
-      this.count("nagare_dead_letter_discarded_records_total", "Dead letters deleted with the oldest rotated file to stay within dead_letter.max_files.", sink, lines);
+      this.count(this.discarded, sink, lines);
       this.options.log?.error(`The oldest dead-letter file of sink ${sink} was deleted to stay within dead_letter.max_files (${this.maxFiles}): ${lines} dead letters (${bytes} bytes) are lost.`, { file: oldest });
     }
     for (let n = this.maxFiles - 2; n >= 1; n--) {

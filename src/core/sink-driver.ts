@@ -66,6 +66,7 @@ export class SinkDriver {
     const memory = options.memory;
     this.reserve = memory === undefined ? () => {} : (bytes) => memory.reserve(bytes);
     const labels = { sink: sink.name };
+    const errorsOf = metrics.declare("counter", "nagare_sink_errors_total", "Failed delivery attempts by error code.");
     this.counters = {
       sentRecords: metrics.counter("nagare_sink_sent_records_total", "Records handed to the destination, counting every attempt.", labels),
       sentBytes: metrics.counter("nagare_sink_sent_bytes_total", "Bytes (buffer accounting) handed to the destination, counting every attempt.", labels),
@@ -77,8 +78,9 @@ export class SinkDriver {
       queued: metrics.gauge("nagare_sink_queued_batches", "Batches waiting for or in delivery.", labels),
       inFlight: metrics.gauge("nagare_sink_in_flight_batches", "Batches being sent right now.", labels),
       latency: metrics.histogram("nagare_sink_ack_latency_seconds", "Time from a batch being sealed to its acknowledgement.", LATENCY_BUCKETS, labels),
-      errors: (code: string) => metrics.counter("nagare_sink_errors_total", "Failed delivery attempts by error code.", { ...labels, code }),
+      errors: (code: string) => errorsOf({ ...labels, code }),
     };
+    deadLetters.track(sink.name);
     sink.onReady?.(() => this.retryNow());
   }
 

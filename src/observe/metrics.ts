@@ -51,6 +51,18 @@ export class Metrics {
     return this.series("histogram", name, help, labels, buckets) as HistogramSeries;
   }
 
+  /**
+   * Lists a family on /metrics (its HELP and TYPE lines) from now on, before its first series: a family whose
+   * labels are only known when something happens (an error code) is otherwise invisible until then, and alert
+   * rules and dashboards cannot tell a healthy agent from a renamed metric. Returns a maker of its series.
+   */
+  declare(kind: "counter" | "gauge", name: string, help: string): (labels: Labels) => Series;
+  declare(kind: "histogram", name: string, help: string, buckets: readonly number[]): (labels: Labels) => HistogramSeries;
+  declare(kind: Family["kind"], name: string, help: string, buckets?: readonly number[]): (labels: Labels) => Series | HistogramSeries {
+    this.family(kind, name, help, buckets);
+    return (labels) => this.series(kind, name, help, labels, buckets);
+  }
+
   /** Runs `collect` before every render; returns a function that removes it (components that stop). */
   onCollect(collect: () => void): () => void {
     this.collectors.add(collect);
@@ -93,12 +105,17 @@ export class Metrics {
     this.counter("nagare_log_dropped_lines_total", "Lines of the agent's own log dropped because its output (stderr) was not being read.").value = LogOutput.droppedLines;
   }
 
-  private series(kind: Family["kind"], name: string, help: string, labels: Labels, buckets?: readonly number[]): Series | HistogramSeries {
+  private family(kind: Family["kind"], name: string, help: string, buckets?: readonly number[]): Family {
     let family = this.families.get(name);
     if (family === undefined) {
       family = { name, help, kind, buckets, series: new Map() };
       this.families.set(name, family);
     }
+    return family;
+  }
+
+  private series(kind: Family["kind"], name: string, help: string, labels: Labels, buckets?: readonly number[]): Series | HistogramSeries {
+    const family = this.family(kind, name, help, buckets);
     const key = labelKey(labels);
     let s = family.series.get(key);
     if (s === undefined) {

@@ -49,7 +49,8 @@ export class KafkaSink implements Sink<PreparedBatch> {
     this.key = config.key === undefined ? undefined : compiled(config.key);
     this.maxInFlight = config.max_in_flight;
     this.producer = new IdempotentProducer(client, config.max_in_flight_per_partition, config.idempotent ?? config.acks === "all", log, name);
-    this.errors = (error: string) => metrics.counter("nagare_kafka_errors_total", "Failed Kafka requests by Kafka error name.", { sink: name, error });
+    const errorsOf = metrics.declare("counter", "nagare_kafka_errors_total", "Failed Kafka requests by Kafka error name.");
+    this.errors = (error: string) => errorsOf({ sink: name, error });
   }
 
   async send(delivery: Delivery<PreparedBatch>): Promise<SendResult> {
