@@ -43,7 +43,7 @@ function baseUrl(text: string): string {
 
 /** http://<api.address> of the config `run` would use; a wildcard address is reached on the loopback. */
 async function configuredUrl(path: string | undefined): Promise<string> {
-  const { resolveConfig } = await import("./agent.ts");
+  const { resolveConfig } = await import("./config/origin.ts");
   const origin = resolveConfig(path);
   const result = origin.load();
   if (!result.ok) {

@@ -11,7 +11,8 @@ import { apiOf, countLines, metricValue, ROOT, RunningAgent } from "./support/ag
 import { caseDirs, writeAgentConfig } from "./support/config.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";
 import { startForwardServer } from "./support/forward-server.ts";
-import { sequenceEntries, tempDir, waitFor, writeJournal } from "./support/journal.ts";
+import { sequenceEntries, writeJournal } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { Metrics } from "../src/observe/metrics.ts";
 
 const RULES = join(ROOT, "deploy", "prometheus", "nagare-alerts.yaml");

@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir } from "./support/journal.ts";
+import { tempDir } from "./support/util.ts";
 import { ROOT } from "./support/agent.ts";
 import { writeOsTree } from "./support/os-tree.ts";
 

@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import net from "node:net";
-import { tempDir, waitFor } from "./support/journal.ts";
+import { tempDir, waitFor } from "./support/util.ts";
 import { apiOf, CLI, metricValue, runCli, RunningAgent } from "./support/agent.ts";
 import { caseDirs, writeAgentConfig } from "./support/config.ts";
 import { journalOf, withServer } from "./support/forward-config.ts";

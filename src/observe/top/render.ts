@@ -137,7 +137,7 @@ function clean(text: string): string {
 }
 
 /** `text` cut to `width` terminal columns, its last column an ellipsis when it was cut. */
-export function fit(text: string, width: number): string {
+function fit(text: string, width: number): string {
   if (Bun.stringWidth(text) <= width) return text;
   let out = "";
   let used = 0;
@@ -175,7 +175,7 @@ function compact(n: number): string {
   return `${Math.abs(n) < 9.995 ? n.toFixed(2) : Math.abs(n) < 99.95 ? n.toFixed(1) : n.toFixed(0)}${units[i]}`;
 }
 
-export function bytes(n: number): string {
+function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (n >= 1024 && i < units.length - 1) {
@@ -185,7 +185,7 @@ export function bytes(n: number): string {
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
-export function duration(seconds: number): string {
+function duration(seconds: number): string {
   const s = Math.floor(seconds);
   if (s < 60) return `${s}s`;
   const pad = (n: number) => String(n).padStart(2, "0");
