@@ -50,12 +50,14 @@ export interface ReloadHost {
 }
 
 export async function reconfigure(host: ReloadHost, change: Reconfiguration): Promise<ReloadOutcome> {
+  // Leaving sources first, while every sink still has its driver: what they sealed up to their stop goes to a
+  // driver that is then either kept, handed over or retired, so every batch is settled by someone.
+  await retireSources(host, [...host.lanes.values()].filter((lane) => !change.keepSources.has(lane.name)));
+
   const outgoing = [...host.drivers.values()].filter((d) => !change.keepSinks.has(d.sink.name));
   const successorNames = new Set(change.addSinks.map((s) => s.name));
   const replaced = outgoing.filter((d) => successorNames.has(d.sink.name));
   const removed = outgoing.filter((d) => !successorNames.has(d.sink.name));
-  const leaving = [...host.lanes.values()].filter((lane) => !change.keepSources.has(lane.name));
-
   // In one synchronous step, so that no batch is sealed in between: new drivers in, removed ones out, every
   // lane routed anew. A successor waits (paused) for its predecessor's batches, which go before its own.
   const replacing = new Set(replaced.map((d) => d.sink.name));
@@ -69,7 +71,8 @@ export async function reconfigure(host: ReloadHost, change: Reconfiguration): Pr
   host.setRoutes(change.routes);
 
   await Promise.all(replaced.map((old) => handOver(host, old, successors.get(old.sink.name)!)));
-  await retireSources(host, leaving, [...host.drivers.values(), ...removed]);
+  // Batches of the retired sources that no sink has sent yet are let go (their successors read them again).
+  for (const driver of [...host.drivers.values(), ...removed]) driver.withdraw();
   for (const source of change.addSources) host.addLane(source);
   const dropped = new Map<string, number>();
   await Promise.all(
@@ -91,13 +94,12 @@ async function handOver(host: ReloadHost, old: SinkDriver, successor: SinkDriver
 }
 
 /**
- * Changed and removed sources stop; their acknowledged positions are saved; then their lanes retire, and every
- * sink lets go of their batches that it has not sent (those in flight are let go when they fail).
+ * Changed and removed sources stop and their acknowledged positions are saved; then their lanes retire: their
+ * outstanding batches are marked withdrawn, and their bytes leave the buffer as each sink lets go of them.
  */
-async function retireSources(host: ReloadHost, leaving: readonly SourceLane[], drivers: readonly SinkDriver[]): Promise<void> {
+async function retireSources(host: ReloadHost, leaving: readonly SourceLane[]): Promise<void> {
   if (leaving.length === 0) return;
   await Promise.all(leaving.map((lane) => lane.stop()));
   await host.saveCheckpoints();
   for (const lane of leaving) host.retireLane(lane);
-  for (const driver of drivers) driver.withdraw();
 }
