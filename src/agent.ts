@@ -12,7 +12,7 @@ import type { Config } from "./config/schema.ts";
 import { Pipeline } from "./core/pipeline.ts";
 import type { Reconfiguration } from "./core/reload.ts";
 import { describeError } from "./core/errors.ts";
-import { buildSink, buildSource } from "./registry.ts";
+import { buildSink, buildSource, loadImplementations } from "./registry.ts";
 import { ApiServer, type ApiAuth, type HealthReport } from "./observe/api.ts";
 import { apiTokenFile, loadOrCreateApiToken } from "./observe/api-token.ts";
 import type { Logger } from "./observe/log.ts";
@@ -58,6 +58,8 @@ export class Agent {
   /** The reload being applied, and the one that runs after it for requests that came meanwhile. */
   private reloading: Promise<ReloadResult> | undefined;
   private nextReload: Promise<ReloadResult> | undefined;
+  /** stop() was called: reloads are refused from then on. */
+  private stopping = false;
   private readonly failedReloads;
   private readonly reloads;
   private readonly fragmentRefused;
@@ -107,6 +109,7 @@ export class Agent {
    * (it reads the config as it is once the running one is done).
    */
   reload(): Promise<ReloadResult> {
+    if (this.stopping) return Promise.resolve({ applied: false, problems: ["the agent is stopping; the config is read again at the next start"] });
     if (this.reloading === undefined) {
       this.reloading = this.applyReload().finally(() => (this.reloading = undefined));
       return this.reloading;
@@ -119,6 +122,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.reloading;
     await this.nextReload;
     this.api?.stop();
@@ -159,6 +163,7 @@ export class Agent {
     const inPlace = same(next.data_dir, this.config.data_dir) && same(next.buffer, this.config.buffer) && same(next.checkpoint_interval, this.config.checkpoint_interval) && same(next.dead_letter, this.config.dead_letter);
     let plan: Reconfiguration | undefined;
     try {
+      await loadImplementations(next);
       plan = inPlace ? this.planReconfiguration(next) : undefined;
     } catch (err) {
       // Building the new components failed (e.g. a TLS file went missing): nothing was touched yet.

@@ -15,6 +15,8 @@ import { describeError, NagareError } from "./core/errors.ts";
 import { EX_CONFIG, EX_UNAVAILABLE, EX_USAGE } from "./exit-codes.ts";
 import type { ContainerPositions } from "./sources/docker/position.ts";
 import type { JournalPosition } from "./sources/journald/position.ts";
+import { formatDuration } from "./observe/format.ts";
+import { sourceDescriptor } from "./registry.ts";
 
 export interface CheckpointsOptions {
   json?: boolean;
@@ -34,7 +36,7 @@ export function checkpoints(config: Config, options: CheckpointsOptions): void {
   if (options.reset !== undefined) return resetCheckpoints(config, store, options.reset);
   let listed: ListedCheckpoint[];
   try {
-    listed = store.list();
+    listed = store.list(positionSchemaOf);
   } catch (err) {
     const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
     const hint = code === "EACCES" || code === "EPERM" ? "; run this as root or as the user the agent runs as" : "";
@@ -56,6 +58,8 @@ export function checkpoints(config: Config, options: CheckpointsOptions): void {
 
 type Unusable = Extract<ListedCheckpoint, { problem: string }>;
 
+const positionSchemaOf = (type: string) => sourceDescriptor(type)?.position;
+
 function unusableAdvice(l: Unusable): string {
   const reset = `nagare checkpoints --reset ${l.source}`;
   if (l.newer) return `${l.file}: ${l.problem}; \`nagare run\` refuses to start until you run that newer version, or drop it with \`${reset}\``;
@@ -63,9 +67,9 @@ function unusableAdvice(l: Unusable): string {
 }
 
 function rowsOf(l: ListedCheckpoint, now: number): Row[] {
-  if (l.checkpoint === undefined) return [{ source: l.source, stream: "-", age: formatAge(now - l.modifiedMs), position: `unusable: ${l.problem}` }];
+  if (l.checkpoint === undefined) return [{ source: l.source, stream: "-", age: formatDuration(now - l.modifiedMs), position: `unusable: ${l.problem}` }];
   const { type, position, saved_at } = l.checkpoint;
-  const age = formatAge(now - Date.parse(saved_at));
+  const age = formatDuration(now - Date.parse(saved_at));
   return streamsOf(type, position).map(({ stream, summary }) => ({ source: l.source, stream, age, position: summary }));
 }
 
@@ -117,17 +121,6 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object";
 }
 
-/** Time since a save, in the two largest units: 45s, 3m07s, 2h05m, 3d04h. */
-function formatAge(ms: number): string {
-  if (!Number.isFinite(ms)) return "-";
-  const s = Math.max(0, Math.floor(ms / 1000));
-  const two = (n: number) => String(n).padStart(2, "0");
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${two(Math.floor((s % 3600) / 60))}m`;
-  return `${Math.floor(s / 86400)}d${two(Math.floor((s % 86400) / 3600))}h`;
-}
-
 /** Columns padded to their widest cell; the position, which may be a long path, comes last. */
 function formatTable(rows: Row[]): string {
   const header: Row = { source: "SOURCE", stream: "STREAM", age: "AGE", position: "POSITION" };
@@ -166,7 +159,7 @@ function resetCheckpoints(config: Config, store: CheckpointStore, sources: strin
 /** The listing for --reset, where an unreadable directory is reported by the reset itself. */
 function safeList(store: CheckpointStore): ListedCheckpoint[] {
   try {
-    return store.list();
+    return store.list(positionSchemaOf);
   } catch {
     return [];
   }

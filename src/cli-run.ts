@@ -9,8 +9,8 @@ import { EX_CONFIG, EX_FAILURE } from "./exit-codes.ts";
 
 export async function run(options: { config?: string }): Promise<void> {
   const { config, origin } = loadOrExit(options.config);
-  // Every type's implementation, once: building (at start and on reloads) is then synchronous.
-  await loadImplementations();
+  // The implementations of the types the config uses: building is then synchronous (a reload loads new ones).
+  await loadImplementations(config);
   const log = new Logger(config.log.level);
   const agent = new Agent(origin, config, log, new Metrics());
   let stopping = false;

@@ -13,6 +13,7 @@ import { EX_CONFIG, EX_UNAVAILABLE, EX_USAGE } from "./exit-codes.ts";
 import { parsePrometheus } from "./observe/top/parse.ts";
 import { renderUnreachable, renderView, type Frame } from "./observe/top/render.ts";
 import { viewOf, type Scrape } from "./observe/top/view.ts";
+import { splitHostPort } from "./core/host-port.ts";
 
 export interface TopOptions {
   url?: string;
@@ -54,24 +55,23 @@ async function configuredUrl(path: string | undefined): Promise<string> {
     process.stderr.write(`nagare top reads the agent's /metrics, but the config ${origin.origin} turns the API off (api: false): turn it on, or give the API's address with --url\n`);
     process.exit(EX_CONFIG);
   }
-  const address = result.config.api.address;
-  const colon = address.lastIndexOf(":");
-  const host = address.slice(0, colon);
-  const reachable = host === "0.0.0.0" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host;
-  return `http://${reachable}${address.slice(colon)}`;
+  const { host, port } = splitHostPort(result.config.api.address);
+  const reachable = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host;
+  return `http://${reachable}:${port}`;
 }
 
-async function scrape(url: string): Promise<Scrape> {
+/** One scrape of /metrics, or why there is none, worded for the screen. */
+async function scrape(url: string): Promise<Scrape | { problem: string }> {
   let response: Response;
   try {
     response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS), headers: { accept: "text/plain" } });
   } catch (err) {
-    throw new Error(fetchProblem(err));
+    return { problem: fetchProblem(err) };
   }
-  const text = await response.text();
-  if (!response.ok) throw new Error(`it answered HTTP ${response.status}: is this the address of nagare's API?`);
+  const text = await response.text().catch(() => "");
+  if (!response.ok) return { problem: `it answered HTTP ${response.status}: is this the address of nagare's API?` };
   const samples = parsePrometheus(text);
-  if (!samples.some((s) => s.name.startsWith("nagare_"))) throw new Error("its answer holds no nagare metrics: is this the address of nagare's API?");
+  if (!samples.some((s) => s.name.startsWith("nagare_"))) return { problem: "its answer holds no nagare metrics: is this the address of nagare's API?" };
   return { at: Date.now(), samples };
 }
 
@@ -85,15 +85,17 @@ function fetchProblem(err: unknown): string {
 const width = () => (process.stdout.isTTY ? process.stdout.columns || 80 : 80);
 
 async function once(url: string): Promise<void> {
-  try {
-    const first = await scrape(url);
-    await Bun.sleep(INTERVAL_MS);
-    const second = await scrape(url);
-    process.stdout.write(renderView(viewOf(first, second), { url, at: second.at, width: width() }));
-  } catch (err) {
-    process.stderr.write(`nagare top: cannot reach ${url}/metrics: ${(err as Error).message}\n`);
-    process.exit(EX_UNAVAILABLE);
-  }
+  const first = await scrape(url);
+  if ("problem" in first) return unreachable(url, first.problem);
+  await Bun.sleep(INTERVAL_MS);
+  const second = await scrape(url);
+  if ("problem" in second) return unreachable(url, second.problem);
+  process.stdout.write(renderView(viewOf(first, second), { url, at: second.at, width: width() }));
+}
+
+function unreachable(url: string, problem: string): never {
+  process.stderr.write(`nagare top: cannot reach ${url}/metrics: ${problem}\n`);
+  process.exit(EX_UNAVAILABLE);
 }
 
 // Alternate screen and hidden cursor while the view runs; the terminal's own screen comes back on exit.
@@ -119,19 +121,18 @@ async function live(url: string): Promise<never> {
   let lastAnswer: number | undefined;
   for (;;) {
     const started = Date.now();
-    try {
-      const current = await scrape(url);
+    const current = await scrape(url);
+    if ("problem" in current) {
+      const at = Date.now();
+      const since = lastAnswer;
+      draw = (w) => renderUnreachable(current.problem, since, { url, at, width: w });
+      // Rates across an outage (perhaps a restart) would mislead: the next answer starts them afresh.
+      previous = undefined;
+    } else {
       const view = viewOf(previous, current);
       draw = (w) => renderView(view, { url, at: current.at, width: w } satisfies Frame);
       previous = current;
       lastAnswer = current.at;
-    } catch (err) {
-      const at = Date.now();
-      const message = (err as Error).message;
-      const since = lastAnswer;
-      draw = (w) => renderUnreachable(message, since, { url, at, width: w });
-      // Rates across an outage (perhaps a restart) would mislead: the next answer starts them afresh.
-      previous = undefined;
     }
     show();
     await Bun.sleep(Math.max(0, started + INTERVAL_MS - Date.now()));

@@ -74,14 +74,19 @@ export function sinkDescriptor(type: string): SinkDescriptor | undefined {
 }
 
 /**
- * Loads the implementation of every registered type. `nagare run` awaits this once before building anything,
- * so that building stays synchronous (a reload plans its changes in one step) while `validate`, `schema` and
- * `version` never load clients, codecs or WebAssembly.
+ * Loads the implementations of the types a config uses (every registered type without one). `nagare run`
+ * awaits this before building anything, and a reload before it plans, so that building stays synchronous (a
+ * reload plans its changes in one step) while `validate`, `schema` and `version` never load clients, codecs or
+ * WebAssembly, and an agent without a kafka sink never loads the Kafka client.
  */
-export async function loadImplementations(): Promise<void> {
+export async function loadImplementations(config?: { sources: Record<string, { type: string }>; sinks: Record<string, { type: string }> }): Promise<void> {
+  const wanted =
+    config === undefined
+      ? [...sources.values(), ...sinks.values()]
+      : [...Object.values(config.sources).map((c) => sources.get(c.type)), ...Object.values(config.sinks).map((c) => sinks.get(c.type))];
   await Promise.all(
-    [...sources.values(), ...sinks.values()].map(async (descriptor) => {
-      if (builders.has(descriptor)) return;
+    wanted.map(async (descriptor) => {
+      if (descriptor === undefined || builders.has(descriptor)) return;
       const { build } = await descriptor.implementation();
       builders.set(descriptor, build as (name: string, config: never, deps: BuildDeps) => Source | Sink);
     }),

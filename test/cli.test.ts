@@ -99,6 +99,12 @@ describe("commands", () => {
     expect(r.stdout).toMatch(/^SOURCE +STREAM +AGE +POSITION\njournal +journal +\d+s +seqnum 20, logged \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/);
     const json = JSON.parse((await runCli(["checkpoints", "-c", config, "--json"])).stdout);
     expect(json[0]).toMatchObject({ version: 1, source: "journal", type: "journald" });
+    // A position of the wrong shape is judged as `run` judges it (by the source type's schema): unusable.
+    const file = join(dir, "data", "checkpoints", "journal.json");
+    writeFileSync(file, JSON.stringify({ ...json[0], file: undefined, position: { cursor: 20 } }));
+    const bad = await runCli(["checkpoints", "-c", config]);
+    expect(bad.code).toBe(78);
+    expect(bad.stdout).toContain("unusable: its position does not fit a journald source (cursor: ");
   });
 
   test("run without -c uses the embedded default: the local journal from its tail, JSON lines on stdout", async () => {

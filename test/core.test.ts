@@ -331,7 +331,6 @@ describe("checkpoint store", () => {
       ["{not json", "not valid JSON"],
       ['{"version":0,"source":"journal","position":1}', "unsupported version 0 (expected 1)"],
       ['{"version":1,"source":"other","position":1}', 'belongs to source "other"'],
-      ['{"version":1,"source":"journal","type":"docker","position":{"containers":{}}}', 'written by a "docker" source, and this source is of type journald'],
       ['{"version":1,"source":"journal","type":"journald","position":{"cursor":42}}', "its position does not fit a journald source (cursor: "],
       ['{"version":1,"source":"journal","type":"journald","position":{"cursor":"s=1","file":{"path":"/x","dev":1,"ino":-2,"offset":0}}}', "file.ino: "],
     ];
@@ -343,6 +342,10 @@ describe("checkpoint store", () => {
       expect(existsSync(store.pathOf("journal"))).toBe(false);
     }
     expect(readdirSync(store.dir).filter((n) => n.startsWith("journal.json.corrupt-")).length).toBeGreaterThan(0);
+    // A checkpoint of another source type under this name is not a lost position: the new source starts as configured.
+    writeFileSync(store.pathOf("journal"), '{"version":1,"source":"journal","type":"docker","position":{"containers":{}}}');
+    expect(store.load("journal", "journald", journaldPosition)).toMatchObject({ kind: "other-type", type: "docker" });
+    expect(readdirSync(store.dir).filter((n) => n.startsWith("journal.json.docker-")).length).toBe(1);
     expect(store.load("journal", "journald", journaldPosition)).toEqual({ kind: "none" });
   });
 

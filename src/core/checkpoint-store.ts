@@ -35,7 +35,12 @@ export type LoadedCheckpoint<Position = unknown> =
   | { kind: "none" }
   | { kind: "saved"; checkpoint: SavedCheckpoint<Position> }
   /** The file was unusable and moved aside: the source must start from the oldest position it can read. */
-  | { kind: "lost"; reason: string; movedTo: string };
+  | { kind: "lost"; reason: string; movedTo: string }
+  /**
+   * The file belongs to a source of another type that had this name (the config changed the type): moved aside,
+   * and the new source starts as configured, like any new source.
+   */
+  | { kind: "other-type"; type: string; movedTo: string };
 
 const TEMP_MARK = ".tmp-";
 let tempSeq = 0;
@@ -93,22 +98,21 @@ export class CheckpointStore {
     let reason = checkpointProblem(text, source);
     if (reason === undefined) {
       const saved = JSON.parse(text) as SavedCheckpoint;
+      if (typeof saved.type === "string" && saved.type !== type) return { kind: "other-type", type: saved.type, movedTo: this.moveAside(path, `${saved.type}-`) };
       const position = schema.safeParse(saved.position);
-      if (saved.type !== type) reason = `written by a ${JSON.stringify(saved.type)} source, and this source is of type ${type}`;
-      else if (position.success) return { kind: "saved", checkpoint: { ...saved, position: position.data } };
-      else reason = `its position does not fit a ${type} source (${position.error.issues.map((i) => `${i.path.join(".") || "position"}: ${i.message}`).join("; ")})`;
+      if (position.success) return { kind: "saved", checkpoint: { ...saved, position: position.data } };
+      reason = positionProblem(type, position.error.issues);
     }
-    const movedTo = `${path}.corrupt-${Date.now()}`;
-    renameSync(path, movedTo);
-    return { kind: "lost", reason, movedTo };
+    return { kind: "lost", reason, movedTo: this.moveAside(path, "corrupt-") };
   }
 
   /**
    * Every checkpoint file, for `nagare checkpoints`: usable ones with their content, unusable ones with the
-   * reason. Throws CHECKPOINT_IO when the directory or a file exists but cannot be read (e.g. permissions):
-   * that is not "no checkpoints".
+   * reason (`positionOf` gives a source type's position schema, to judge positions as `run` would). Throws
+   * CHECKPOINT_IO when the directory or a file exists but cannot be read (e.g. permissions): that is not "no
+   * checkpoints".
    */
-  list(): ListedCheckpoint[] {
+  list(positionOf: (type: string) => ZodType | undefined = () => undefined): ListedCheckpoint[] {
     let names: string[];
     try {
       names = readdirSync(this.dir).filter((n) => n.endsWith(".json")).sort();
@@ -125,7 +129,7 @@ export class CheckpointStore {
       // Gone since the directory was read: reset by another command, or moved aside by a starting agent.
       if (text === undefined || modifiedMs === undefined) continue;
       const version = newerVersionOf(text);
-      const problem = version !== undefined ? `written by a newer nagare (format version ${version}; this one reads ${CHECKPOINT_VERSION})` : checkpointProblem(text, source);
+      const problem = version !== undefined ? `written by a newer nagare (format version ${version}; this one reads ${CHECKPOINT_VERSION})` : (checkpointProblem(text, source) ?? this.listedPositionProblem(text, positionOf));
       listed.push(problem === undefined ? { file, source, modifiedMs, checkpoint: JSON.parse(text) as SavedCheckpoint } : { file, source, modifiedMs, problem, newer: version !== undefined });
     }
     return listed;
@@ -149,6 +153,24 @@ export class CheckpointStore {
       await rm(temp, { force: true }).catch(() => {});
       throw new NagareError("CHECKPOINT_IO", `cannot write the checkpoint ${path}`, { cause: err, retryable: true });
     }
+  }
+
+  /** Why `run` would not trust the position of a well-formed file: it does not fit its source type's schema. */
+  private listedPositionProblem(text: string, positionOf: (type: string) => ZodType | undefined): string | undefined {
+    const saved = JSON.parse(text) as SavedCheckpoint;
+    const parsed = positionOf(saved.type)?.safeParse(saved.position);
+    return parsed === undefined || parsed.success ? undefined : positionProblem(saved.type, parsed.error.issues);
+  }
+
+  /** Renames a checkpoint out of the way (kept for inspection); a failure is CHECKPOINT_IO. */
+  private moveAside(path: string, why: string): string {
+    const movedTo = `${path}.${why}${Date.now()}`;
+    try {
+      renameSync(path, movedTo);
+    } catch (err) {
+      throw new NagareError("CHECKPOINT_IO", `cannot move the unusable checkpoint ${path} aside`, { cause: err });
+    }
+    return movedTo;
   }
 
   /** The file's text, or undefined when it does not exist. */
@@ -187,6 +209,10 @@ function unsupported(path: string, source: string, version: number): NagareError
     "CHECKPOINT_UNSUPPORTED",
     `the checkpoint ${path} was written by a newer nagare (format version ${version}; this one reads ${CHECKPOINT_VERSION}) and is left as it is; run that newer version, or run \`nagare checkpoints --reset ${source}\` to drop it (source ${source} then starts as configured by start_at)`,
   );
+}
+
+function positionProblem(type: string, issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return `its position does not fit a ${type} source (${issues.map((i) => `${i.path.map(String).join(".") || "position"}: ${i.message}`).join("; ")})`;
 }
 
 function checkpointProblem(text: string, source: string): string | undefined {

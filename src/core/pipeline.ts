@@ -87,7 +87,6 @@ export class Pipeline implements LaneHost, ReloadHost {
   private checkpointWrite: Promise<void> | undefined;
   private stopCollecting: () => void = () => {};
   private idleWaiters: (() => void)[] = [];
-  private unsavedBytes = 0;
   private readonly earlySaveBytes: number;
   private readonly memory: MemoryGuard;
 
@@ -127,8 +126,7 @@ export class Pipeline implements LaneHost, ReloadHost {
 
   /** Called by every lane when one of its batches is done (all its sinks settled it). */
   batchDone(bytes: number): void {
-    this.unsavedBytes += bytes;
-    if (this.unsavedBytes >= this.earlySaveBytes && this.checkpointWrite === undefined) void this.writeCheckpoints();
+    if (this.checkpointWrite === undefined && this.unsavedBytes() >= this.earlySaveBytes) void this.writeCheckpoints();
     this.memory.check(bytes);
     if (this.idleWaiters.length > 0 && this.outstandingBatches() === 0) {
       const waiters = this.idleWaiters;
@@ -180,6 +178,13 @@ export class Pipeline implements LaneHost, ReloadHost {
   setRoutes(routes: ReadonlyMap<string, readonly string[]>): void {
     this.routes = routes;
     for (const lane of this.lanes.values()) lane.routeTo(this.driversFor(lane.name));
+  }
+
+  /** Bytes of done batches waiting for a checkpoint save, over all lanes. */
+  private unsavedBytes(): number {
+    let n = 0;
+    for (const lane of this.lanes.values()) n += lane.unsavedBytes;
+    return n;
   }
 
   outstandingBatches(): number {
@@ -237,7 +242,6 @@ export class Pipeline implements LaneHost, ReloadHost {
       const file = this.checkpoints.pathOf(lane.name);
       try {
         if (taken.position !== undefined) await this.checkpoints.save(lane.name, lane.source.type, taken.position);
-        this.unsavedBytes -= taken.bytes;
         lane.saveDone(taken, file);
       } catch (err) {
         lane.saveFailed(taken, file, err);
@@ -269,6 +273,8 @@ export class Pipeline implements LaneHost, ReloadHost {
     const loaded = this.checkpoints.load(source.name, source.type, source.positionSchema);
     if (loaded.kind === "lost") {
       this.log.error(`The checkpoint of source ${source.name} is unusable (${loaded.reason}); it was moved to ${loaded.movedTo}, and the source reads again from the oldest position it can, so records since the lost position are shipped again rather than skipped.`);
+    } else if (loaded.kind === "other-type") {
+      this.log.warn(`Source ${source.name} is now of type ${source.type}; the checkpoint its ${loaded.type} predecessor left was moved to ${loaded.movedTo}, and the source starts as configured by start_at.`);
     }
     const start = { saved: loaded.kind === "saved" ? loaded.checkpoint.position : undefined, fromOldest: loaded.kind === "lost" };
     const lane = new SourceLane(source, start, this, this.driversFor(source.name), this.options.metrics, this.log, this.options.batch);
@@ -279,7 +285,7 @@ export class Pipeline implements LaneHost, ReloadHost {
   /** A lane leaves the pipeline (stopped, its last position saved); what it holds leaves the buffer. */
   retireLane(lane: SourceLane): void {
     this.lanes.delete(lane.name);
-    this.unsavedBytes -= lane.retire();
+    lane.retire();
   }
 
   private driversFor(source: string): SinkDriver[] {

@@ -7,7 +7,8 @@
  * records routed to it are neither re-read nor dropped. A removed sink delivers what it holds for up to the drain
  * timeout, then lets go of the rest. A changed or removed source is stopped, its acknowledged position saved,
  * and its batches that no sink has delivered yet are withdrawn from every sink (its successor reads them
- * again); only batches in flight at that moment can arrive twice. Every byte stays counted in the buffer until
+ * again from the saved position). What can arrive twice: batches in flight at that moment, and records one sink
+ * had acknowledged while another had not (the saved position is behind them) — both within the buffer. Every byte stays counted in the buffer until
  * the batch holding it is settled by every sink it was routed to.
  */
 import type { Sink, Source } from "./component.ts";
@@ -70,18 +71,23 @@ export async function reconfigure(host: ReloadHost, change: Reconfiguration): Pr
   for (const driver of removed) host.drivers.delete(driver.sink.name);
   host.setRoutes(change.routes);
 
-  await Promise.all(replaced.map((old) => handOver(host, old, successors.get(old.sink.name)!)));
-  // Batches of the retired sources that no sink has sent yet are let go (their successors read them again).
-  for (const driver of [...host.drivers.values(), ...removed]) driver.withdraw();
-  for (const source of change.addSources) host.addLane(source);
   const dropped = new Map<string, number>();
-  await Promise.all(
-    removed.map(async (driver) => {
-      const records = await driver.retire(change.drainTimeoutMs);
-      await host.closeDriver(driver);
-      if (records > 0) dropped.set(driver.sink.name, records);
-    }),
-  );
+  try {
+    await Promise.all(replaced.map((old) => handOver(host, old, successors.get(old.sink.name)!)));
+    // Batches of the retired sources that no sink has sent yet are let go (their successors read them again).
+    for (const driver of [...host.drivers.values(), ...removed]) driver.withdraw();
+    for (const source of change.addSources) host.addLane(source);
+  } finally {
+    // Even when a new source cannot start (the reload then fails and the previous config is started again), a
+    // removed sink is out of the pipeline's map: it must not go on retrying unseen.
+    await Promise.all(
+      removed.map(async (driver) => {
+        const records = await driver.retire(change.drainTimeoutMs);
+        await host.closeDriver(driver);
+        if (records > 0) dropped.set(driver.sink.name, records);
+      }),
+    );
+  }
   return { started: [...change.addSources, ...change.addSinks].map((c) => c.name), dropped };
 }
 

@@ -45,6 +45,8 @@ export class SinkDriver {
   private drainWaiters: (() => void)[] = [];
   /** Set once a reload replaced this driver: where its late-returning attempts go. */
   private successor: SinkDriver | undefined;
+  /** A reload removed the sink: what comes back late is let go. */
+  private removed = false;
   /** A driver that replaces another waits for its predecessor's batches (`adopt`) before it sends. */
   private paused: boolean;
   private readonly backoff: Backoff;
@@ -101,9 +103,9 @@ export class SinkDriver {
 
   /**
    * Settles as withdrawn every batch marked withdrawn that is not in flight (those in flight are settled so
-   * when they come back failed). Returns how many were withdrawn.
+   * when they come back failed).
    */
-  withdraw(): number {
+  withdraw(): void {
     const keep = (d: Delivery) => d !== undefined && !d.batch.withdrawn;
     const gone = [...this.waiting.slice(this.head), ...this.failed].filter((d) => d !== undefined && d.batch.withdrawn);
     this.waiting = this.waiting.slice(this.head).filter(keep);
@@ -117,7 +119,6 @@ export class SinkDriver {
       this.retryTimer = undefined;
     }
     this.pump();
-    return gone.length;
   }
 
   /**
@@ -142,9 +143,29 @@ export class SinkDriver {
     this.successor = successor;
   }
 
-  private handLate(delivery: Delivery): void {
-    this.forget(delivery);
-    this.successor!.enqueue(delivery.batch);
+  /**
+   * A delivery this stopped driver will not send comes back (an attempt that outlived the stop, a dead-letter
+   * write cut short): kept for a successor or a restart, handed to the successor, or — the sink was removed —
+   * let go. A late batch joins the successor's queue at its end: only a write the kernel would not cancel gets
+   * here, and it is ordered after what was handed over in time.
+   */
+  private park(delivery: Delivery): void {
+    if (this.successor !== undefined) {
+      this.forget(delivery);
+      this.successor.takeLate(delivery.batch);
+    } else if (this.removed) {
+      this.settleWithdrawn(delivery);
+    } else {
+      this.failed.push(delivery);
+    }
+  }
+
+  /** A batch handed over late; if this driver was itself replaced or removed since, it goes on from here. */
+  private takeLate(batch: Batch): void {
+    if (!this.abort.signal.aborted) return this.enqueue(batch);
+    const delivery = new Delivery(batch, this.order++, this.abort.signal, this.reserve);
+    this.counters.queued.value++;
+    this.park(delivery);
   }
 
   /**
@@ -177,6 +198,7 @@ export class SinkDriver {
       clearTimeout(timer);
     }
     await this.stop();
+    this.removed = true;
     let records = 0;
     for (const batch of this.takeUnsettled()) {
       records += batch.records.length;
@@ -276,13 +298,8 @@ export class SinkDriver {
 
   private failedAttempt(delivery: Delivery, error: NagareError): void {
     if (delivery.batch.withdrawn) return this.settleWithdrawn(delivery);
-    // Stopped (shutdown, or replaced by a reload): kept unacknowledged for a successor (`takeUnsettled`); after
-    // a shutdown its records are read again.
-    if (this.abort.signal.aborted) {
-      if (this.successor === undefined) this.failed.push(delivery);
-      else this.handLate(delivery);
-      return;
-    }
+    // Stopped (shutdown, or replaced or removed by a reload): see park(); after a shutdown its records are read again.
+    if (this.abort.signal.aborted) return this.park(delivery);
     const batch = delivery.batch;
     this.lastError = describeError(error);
     this.counters.errors(error.code).value++;
@@ -306,7 +323,7 @@ export class SinkDriver {
       const reason = describeError(result.error);
       letters = batch.records.map((record) => ({ record, reason }));
     } else letters = result.rejected ?? [];
-    if (letters.length > 0 && !(await this.writeDeadLetters(letters))) return;
+    if (letters.length > 0 && !(await this.writeDeadLetters(letters))) return this.park(delivery);
     if (this.backoff.attempts > 0 && this.failed.length === 0) {
       this.log.info(`Sink ${this.sink.name} delivers again after ${this.backoff.attempts} failed attempts.`);
       this.backoff.reset();

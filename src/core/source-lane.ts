@@ -54,11 +54,13 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
   private readonly batcher: Batcher<Mark>;
   private readonly tracker = new AckTracker<Mark>();
   private stopping = false;
+  /** Cuts short the wait before a crashed source is restarted. */
+  private readonly stopSignal = new AbortController();
   /** Left the pipeline (a reload): its batches are withdrawn and no checkpoint is taken from it any more. */
   private retired = false;
   private running: Promise<void> | undefined;
   /** Bytes of done batches whose position is not saved yet; released from the buffer after the next save. */
-  private unsavedBytes = 0;
+  private unsaved = 0;
   /** When the saved position last moved, or the lane was last idle (performance.now()): checkpoint age. */
   private savedAt = performance.now();
   private seq = 0;
@@ -129,9 +131,14 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
     return this.tracker.outstandingBatches;
   }
 
+  /** Bytes of done batches waiting for the next checkpoint save. */
+  get unsavedBytes(): number {
+    return this.unsaved;
+  }
+
   /** True while records of this source wait for a sink or for a checkpoint save. */
   get waiting(): boolean {
-    return this.tracker.outstandingBatches > 0 || this.unsavedBytes > 0;
+    return this.tracker.outstandingBatches > 0 || this.unsaved > 0;
   }
 
   /** Seconds since the saved position last moved while records were waiting (0 when idle). */
@@ -158,6 +165,7 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
   /** Stops reading, waits for the source to return and seals what it read. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopSignal.abort();
     this.source.stop();
     await this.running;
     this.batcher.flush();
@@ -168,8 +176,8 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
    * pass, which the writer releases once the save succeeded (`saveDone`) or gives back (`saveFailed`).
    */
   takeSavable(): Savable<Saved> {
-    const bytes = this.unsavedBytes;
-    this.unsavedBytes = 0;
+    const bytes = this.unsaved;
+    this.unsaved = 0;
     const position = this.tracker.takeChanged() ? this.source.checkpoint(this.tracker.watermarks()) : undefined;
     return { position, bytes };
   }
@@ -192,7 +200,9 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
    * pauses rather than letting the replay window after a crash grow without bound; the next pass tries again.
    */
   saveFailed(taken: Savable<Saved>, file: string, err: unknown): void {
-    this.unsavedBytes += taken.bytes;
+    // Retired while the save ran: nothing will save this lane again, so its bytes go now.
+    if (this.retired) return this.host.buffer.release(taken.bytes);
+    this.unsaved += taken.bytes;
     this.tracker.markChanged();
     const reason = describeError(err);
     this.checkpointFailure = { file, reason, since: this.checkpointFailure?.since ?? performance.now() };
@@ -202,15 +212,13 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
   /**
    * The lane leaves the pipeline (after `stop` and a last checkpoint save): every batch it still has out is
    * marked withdrawn — its records are read again by the source's successor, or were meant for a source that
-   * is gone — and its bytes leave the buffer as each sink lets go of it. Returns bytes released now.
+   * is gone — and its bytes leave the buffer as each sink lets go of it.
    */
-  retire(): number {
+  retire(): void {
     this.retired = true;
     for (const batch of this.tracker.outstanding()) batch.withdrawn = true;
-    const bytes = this.unsavedBytes;
-    this.unsavedBytes = 0;
-    this.host.buffer.release(bytes);
-    return bytes;
+    this.host.buffer.release(this.unsaved);
+    this.unsaved = 0;
   }
 
   private complete(batch: Batch<Mark>): void {
@@ -219,7 +227,7 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
       this.host.buffer.release(batch.bytes);
       return;
     }
-    this.unsavedBytes += batch.bytes;
+    this.unsaved += batch.bytes;
     this.host.batchDone(batch.bytes);
   }
 
@@ -236,7 +244,7 @@ export class SourceLane<Mark = unknown, Saved = unknown> implements SourceContex
         return;
       } catch (err) {
         this.log.limited("error", "source-crashed", `Source ${this.name} failed unexpectedly and will be restarted: ${describeError(err)}.`);
-        await sleep(backoff.next());
+        await sleep(backoff.next(), this.stopSignal.signal);
       }
     }
   }

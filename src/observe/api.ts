@@ -10,8 +10,10 @@
  */
 import type { Server } from "bun";
 import { timingSafeEqual } from "node:crypto";
+import { describeError } from "../core/errors.ts";
 import type { Logger } from "./log.ts";
 import { redactingReplacer } from "./redact.ts";
+import { splitHostPort } from "../core/host-port.ts";
 
 export interface HealthReport {
   healthy: boolean;
@@ -38,9 +40,7 @@ export class ApiServer {
 
   /** Starts listening; a port in use or a bad address is logged as an ERROR and the agent ships on without API. */
   static start(address: string, handlers: ApiHandlers, auth: ApiAuth, log: Logger): ApiServer | undefined {
-    const colon = address.lastIndexOf(":");
-    const hostname = address.slice(0, colon).replace(/^\[|\]$/g, "");
-    const port = Number(address.slice(colon + 1));
+    const { host: hostname, port } = splitHostPort(address);
     const loopback = isLoopback(hostname);
     const guard: Guard = { token: Buffer.from(auth.token), tokenFile: auth.tokenFile, loopback };
     try {
@@ -53,7 +53,7 @@ export class ApiServer {
       }
       return new ApiServer(server, bound);
     } catch (err) {
-      log.error(`The API cannot listen on ${address}: ${(err as Error).message}; records are still shipped, but /metrics and /health are unavailable.`);
+      log.error(`The API cannot listen on ${address}: ${describeError(err)}; records are still shipped, but /metrics and /health are unavailable.`);
       return undefined;
     }
   }
@@ -92,7 +92,7 @@ async function route(req: Request, handlers: ApiHandlers, guard: Guard, log: Log
     if (["/metrics", "/health", "/reload"].includes(path)) return new Response("method not allowed\n", { status: 405 });
     return new Response("not found: try /metrics, /health or POST /reload\n", { status: 404 });
   } catch (err) {
-    log.limited("error", "api", `The API failed to answer ${req.method} ${path}: ${(err as Error).message}.`);
+    log.limited("error", "api", `The API failed to answer ${req.method} ${path}: ${describeError(err)}.`);
     return new Response("internal error\n", { status: 500 });
   }
 }

@@ -15,6 +15,7 @@
  *     errors: SINK_UNAVAILABLE 7
  */
 import type { BufferState, SinkRow, SourceRow, View } from "./view.ts";
+import { formatDuration } from "../format.ts";
 
 /** Right-aligned numeric columns: header and width (the width includes the gap before the column). */
 const SOURCE_COLUMNS = [["IN/s", 10], ["READ", 11], ["BATCHES", 8]] as const;
@@ -34,7 +35,7 @@ export function renderView(view: View, frame: Frame): string {
   const longest = Math.max(0, ...[...view.sources, ...view.sinks].map((row) => Bun.stringWidth(clean(row.name))));
   const nameWidth = Math.max(MIN_NAME, Math.min(frame.width - NUMBERS_WIDTH, Math.max(12, longest + 2)));
   const stats = [
-    view.uptime === undefined ? "" : `up ${duration(view.uptime)}`,
+    view.uptime === undefined ? "" : `up ${formatDuration(view.uptime * 1000)}`,
     view.rss === undefined ? "" : `RSS ${bytes(view.rss)}`,
     view.cpu === undefined ? "" : `CPU ${Math.round(view.cpu * 100)}%`,
     clock(frame.at),
@@ -96,14 +97,14 @@ function bufferState(b: BufferState): string {
   const share = b.pausedShare ?? (b.paused ? 1 : 0);
   const now = share >= 0.995 ? "PAUSED" : share >= 0.005 ? `paused ${Math.round(share * 100)}%` : "reading";
   if (b.pausedSeconds < 1) return now;
-  return `${now}, ${now === "reading" ? "paused " : ""}${duration(b.pausedSeconds)} in all`;
+  return `${now}, ${now === "reading" ? "paused " : ""}${formatDuration(b.pausedSeconds * 1000)} in all`;
 }
 
 function sourceLine(row: SourceRow, nameWidth: number, paused: boolean): string {
   const cells = [rate(row.readRate), count(row.read, 11), count(row.outstanding, 8)];
   const state =
     row.failingSeconds > 0
-      ? `FAILING ${duration(row.failingSeconds)}`
+      ? `FAILING ${formatDuration(row.failingSeconds * 1000)}`
       : row.readRate !== undefined && row.readRate > 0
         ? "reading"
         : paused
@@ -183,15 +184,6 @@ function bytes(n: number): string {
     i++;
   }
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
-}
-
-function duration(seconds: number): string {
-  const s = Math.floor(seconds);
-  if (s < 60) return `${s}s`;
-  const pad = (n: number) => String(n).padStart(2, "0");
-  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${pad(Math.floor(s / 60) % 60)}m`;
-  return `${Math.floor(s / 86400)}d${pad(Math.floor(s / 3600) % 24)}h`;
 }
 
 function clock(ms: number): string {

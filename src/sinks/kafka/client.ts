@@ -6,6 +6,7 @@
  */
 import { tlsClientOptions } from "../../config/blocks/tls.ts";
 import { NagareError } from "../../core/errors.ts";
+import { splitHostPort } from "../../core/host-port.ts";
 import { BrokerConnection, type BrokerOptions } from "./broker.ts";
 import type { KafkaSinkConfig } from "./config.ts";
 import { classifyKafkaCode, classifyKafkaName, KafkaFailure, type Classified } from "./errors.ts";
@@ -67,7 +68,7 @@ export class KafkaClient implements ProduceClient {
   private readonly topics = new Map<string, { state: TopicLeaders; at: number }>();
 
   constructor(private readonly options: KafkaClientOptions) {
-    this.bootstrap = options.brokers.map(parseHostPort);
+    this.bootstrap = options.brokers.map(splitHostPort);
   }
 
   async leaders(topics: readonly string[]): Promise<Map<string, TopicLeaders>> {
@@ -227,7 +228,3 @@ export function createKafkaClient(config: KafkaSinkConfig): KafkaClient {
 
 const SASL_MECHANISMS = { plain: "PLAIN", "scram-sha-256": "SCRAM-SHA-256", "scram-sha-512": "SCRAM-SHA-512" } as const;
 
-function parseHostPort(text: string): { host: string; port: number } {
-  const at = text.lastIndexOf(":");
-  return { host: text.slice(0, at).replace(/^\[|\]$/g, ""), port: Number(text.slice(at + 1)) };
-}

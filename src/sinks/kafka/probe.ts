@@ -4,11 +4,10 @@ import { connect as connectTls } from "node:tls";
 import type { ProbeResult } from "../../core/descriptor.ts";
 import { tlsClientOptions } from "../../config/blocks/tls.ts";
 import type { TlsConfig } from "../../config/blocks/types.ts";
+import { splitHostPort } from "../../core/host-port.ts";
 
 export function probeBroker(what: string, address: string, tls: TlsConfig | undefined, timeoutMs: number): Promise<ProbeResult> {
-  const colon = address.lastIndexOf(":");
-  const host = address.slice(0, colon).replace(/^\[|\]$/g, "");
-  const port = Number(address.slice(colon + 1));
+  const { host, port } = splitHostPort(address);
   return new Promise((resolve) => {
     const started = performance.now();
     const done = (ok: boolean, detail: string) => {
