@@ -13,9 +13,9 @@ import { CheckpointStore, type ListedCheckpoint } from "./core/checkpoint-store.
 import { DataDirLock } from "./core/data-dir-lock.ts";
 import { describeError, NagareError } from "./core/errors.ts";
 import { EX_CONFIG, EX_UNAVAILABLE, EX_USAGE } from "./exit-codes.ts";
-import type { ContainerPositions } from "./sources/docker/position.ts";
-import type { JournalPosition } from "./sources/journald/position.ts";
 import { formatDuration } from "./observe/format.ts";
+import { shorten } from "./core/text.ts";
+import type { PositionRow } from "./core/descriptor.ts";
 import { sourceDescriptor } from "./registry.ts";
 
 export interface CheckpointsOptions {
@@ -58,7 +58,7 @@ export function checkpoints(config: Config, options: CheckpointsOptions): void {
 
 type Unusable = Extract<ListedCheckpoint, { problem: string }>;
 
-const positionSchemaOf = (type: string) => sourceDescriptor(type)?.position;
+const positionSchemaOf = (type: string) => sourceDescriptor(type)?.position?.schema;
 
 function unusableAdvice(l: Unusable): string {
   const reset = `nagare checkpoints --reset ${l.source}`;
@@ -73,52 +73,12 @@ function rowsOf(l: ListedCheckpoint, now: number): Row[] {
   return streamsOf(type, position).map(({ stream, summary }) => ({ source: l.source, stream, age, position: summary }));
 }
 
-/** A position as the operator reads it, per stream; an unknown shape is shown as (shortened) JSON. */
-function streamsOf(type: string, position: unknown): { stream: string; summary: string }[] {
-  if (type === "journald" && isObject(position)) return [{ stream: "journal", summary: journalSummary(position as Partial<JournalPosition>) }];
-  if (type === "docker" && isObject(position) && isObject(position.containers)) {
-    const containers = (position as unknown as ContainerPositions).containers;
-    const streams = Object.keys(containers).sort();
-    if (streams.length === 0) return [{ stream: "-", summary: "no file read yet" }];
-    return streams.map((stream) => {
-      const saved = containers[stream]!;
-      return { stream: shortStream(stream), summary: `offset ${saved.offset} in ${saved.identity?.path ?? "(unknown file)"}` };
-    });
-  }
+/** A position as the operator reads it, per stream (its source type says how); any other shape as shortened JSON. */
+function streamsOf(type: string, position: unknown): PositionRow[] {
+  const kind = sourceDescriptor(type)?.position;
+  const parsed = kind?.schema.safeParse(position);
+  if (kind !== undefined && parsed?.success === true) return kind.describe(parsed.data);
   return [{ stream: "-", summary: shorten(JSON.stringify(position) ?? "none", 80) }];
-}
-
-function journalSummary(position: Partial<JournalPosition>): string {
-  const cursor = typeof position.cursor === "string" ? cursorSummary(position.cursor) : "no cursor";
-  const file = position.file;
-  return file === undefined ? cursor : `offset ${file.offset} in ${file.path} (${cursor})`;
-}
-
-/**
- * A journal cursor (`s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<monotonic>;t=<realtime µs>;x=<hash>`, hex numbers)
- * as its entry's sequence number and time; a cursor of another form, shortened.
- */
-function cursorSummary(cursor: string): string {
-  const field = (key: string) => new RegExp(`(?:^|;)${key}=([0-9a-f]{1,16})(?:;|$)`).exec(cursor)?.[1];
-  const seqnum = field("i");
-  const realtime = field("t");
-  if (seqnum === undefined || realtime === undefined) return `cursor ${shorten(cursor, 40)}`;
-  // Not a hot path: BigInt keeps a 64-bit seqnum exact.
-  const at = new Date(Number(BigInt(`0x${realtime}`) / 1000n)).toISOString().replace(/\.\d+Z$/, "Z");
-  return `seqnum ${BigInt(`0x${seqnum}`)}, logged ${at}`;
-}
-
-/** Docker's short container id (its first 12 hex digits), as `docker ps` shows it; other streams (paths) whole. */
-function shortStream(stream: string): string {
-  return /^[0-9a-f]{64}$/.test(stream) ? stream.slice(0, 12) : stream;
-}
-
-function shorten(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === "object";
 }
 
 /** Columns padded to their widest cell; the position, which may be a long path, comes last. */

@@ -47,10 +47,31 @@ interface Descriptor<S extends ComponentSchema, Built> {
   probe?(config: z.output<S>, at: string, timeoutMs: number): Promise<ProbeResult[]>;
 }
 
+/** One row of `nagare checkpoints`: a stream of a source and where its saved position is, in words. */
+export interface PositionRow {
+  stream: string;
+  summary: string;
+}
+
+/**
+ * The position a source type saves: its shape, checked whenever a checkpoint is loaded (`run`, `nagare
+ * checkpoints`), and how it reads to an operator.
+ */
+export interface SavedPositionKind<P = unknown> {
+  readonly schema: z.ZodType<P>;
+  describe(position: P): PositionRow[];
+}
+
+/** Ties a position's description to its schema's output type. */
+export function definePosition<P>(kind: SavedPositionKind<P>): SavedPositionKind<P> {
+  return kind;
+}
+
 export interface SourceDescriptor<S extends ComponentSchema = ComponentSchema> extends Descriptor<S, Source> {
   readonly kind: "source";
-  /** The shape of the position this source saves, checked when a checkpoint is loaded. */
-  readonly position?: z.ZodType;
+  /** The position this source saves. */
+  // `any`: the registry's list holds every type's position kind; definePosition checks each one.
+  readonly position?: SavedPositionKind<any>;
 }
 
 export interface SinkDescriptor<S extends ComponentSchema = ComponentSchema> extends Descriptor<S, Sink> {

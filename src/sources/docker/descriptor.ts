@@ -3,13 +3,13 @@ import { defineSource } from "../../core/descriptor.ts";
 import { splitPattern } from "../../core/glob.ts";
 import { directoryProblem, problems } from "../../config/blocks/environment.ts";
 import { dockerSourceConfig } from "./config.ts";
-import { dockerPosition } from "./position.ts";
+import { dockerSavedPosition } from "./position.ts";
 
 export const docker = defineSource({
   kind: "source",
   type: "docker",
   schema: dockerSourceConfig,
-  position: dockerPosition,
+  position: dockerSavedPosition,
   async implementation() {
     const { DockerSource } = await import("./source.ts");
     return { build: (name, config) => new DockerSource(name, config) };

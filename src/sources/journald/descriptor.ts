@@ -4,13 +4,13 @@ import { defineSource } from "../../core/descriptor.ts";
 import { exists } from "../../core/fs-access.ts";
 import { problems, programProblem, readProblem } from "../../config/blocks/environment.ts";
 import { journaldSourceConfig, type JournaldSourceConfig } from "./config.ts";
-import { journaldPosition } from "./position.ts";
+import { journaldSavedPosition } from "./position.ts";
 
 export const journald = defineSource({
   kind: "source",
   type: "journald",
   schema: journaldSourceConfig,
-  position: journaldPosition,
+  position: journaldSavedPosition,
   async implementation() {
     const { JournaldSource } = await import("./source.ts");
     return { build: (name, config) => new JournaldSource(name, config) };
