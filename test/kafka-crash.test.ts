@@ -111,7 +111,15 @@ test("the leader down for 60 s while the journal grows: readers pause, memory st
     expect(await agent.stop()).toBe(0);
     const MiB = (b: number) => (b / 1048576).toFixed(1);
     console.log(`kafka outage: ${total} entries, baseline VmHWM ${MiB(baseline)} MiB, during the outage ${MiB(duringOutage)} MiB, peak ${MiB(peak)} MiB, bound ${MiB(baseline + 2 * MAX_BYTES)} MiB`);
-    expect(coverage((await consumeAll(cluster.bootstrap, "logs")).map(seqOf), 1, total)).toEqual({ missing: [], duplicates: 0 });
+    const messages = await consumeAll(cluster.bootstrap, "logs");
+    const result = coverage(messages.map(seqOf), 1, total);
+    // Seen once in CI (2026-12-02): one entry missing with no duplicate, although the wait above had seen all
+    // `total` messages. If it comes back, show what stood in its place (a message whose SEQ is not 1..total).
+    if (result.missing.length > 0) {
+      const odd = messages.filter((m) => !(seqOf(m) >= 1 && seqOf(m) <= total));
+      console.log(`kafka outage: ${messages.length} messages read, missing ${JSON.stringify(result.missing.slice(0, 10))}; messages outside 1..${total}: ${JSON.stringify(odd.slice(0, 5).map((m) => ({ partition: m.partition, offset: m.offset, value: m.value?.slice(0, 300) })))}`);
+    }
+    expect(result).toEqual({ missing: [], duplicates: 0 });
     expect(duringOutage).toBeLessThan(baseline + 2 * MAX_BYTES);
     expect(peak).toBeLessThan(baseline + 2 * MAX_BYTES);
   } finally {
