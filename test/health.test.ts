@@ -9,7 +9,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { sequenceEntries, startGatewayd, writeJournal } from "./support/journal.ts";
-import { tempDir, waitFor } from "./support/util.ts";
+import { idlePort, tempDir, waitFor } from "./support/util.ts";
 import { apiOf, CLI, metricValue, readJsonLines, RunningAgent } from "./support/agent.ts";
 import { caseDirs, range, seqsOf, writeAgentConfig } from "./support/config.ts";
 import { ContainerWriter } from "./support/docker-writer.ts";
@@ -162,9 +162,9 @@ describe("a source that cannot read", () => {
     const dir = caseDir();
     const journal = join(dir, "journal");
     await writeJournal(journal, sequenceEntries(1, 10));
-    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const port = probe.port;
-    probe.stop(true);
+    // Nothing answers there until gatewayd is started on it (an ephemeral port freed here could be given to the
+    // agent's own API meanwhile, which would answer 404).
+    const port = idlePort();
     const url = `http://127.0.0.1:${port}`;
     const { config, out } = healthConfig(dir, { journal: { type: "journald", url, start_at: "head", restart_backoff_max: "300ms", connect_timeout: "2s" } });
     const agent = new RunningAgent(config);

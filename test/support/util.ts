@@ -56,3 +56,23 @@ export function tempDir(): { path: string; cleanup(): void } {
     },
   };
 }
+
+/**
+ * A TCP port on 127.0.0.1 that nothing listens on now and that no `port: 0` bind can be given meanwhile: it is
+ * taken below the kernel's ephemeral range (ip_local_port_range), so an agent's API or a test server started
+ * later cannot land on it, as a port freed from the ephemeral range may be handed out again at once.
+ */
+export function idlePort(): number {
+  const [low] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+  const top = Math.min(low ?? 32768, 32768) - 1;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * (top - 20_000));
+    try {
+      Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true);
+      return port;
+    } catch {
+      // in use: try another
+    }
+  }
+  throw new Error("no idle port found below the ephemeral range");
+}
